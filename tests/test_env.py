@@ -1,0 +1,76 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from eaq.env import SmaxEnv, UnknownMapError, make_env
+from eaq.env.rollout import make_rollout
+
+# (obs per agent, world state, actions, agents) from DESIGN.md
+EXPECTED = {
+    "3m": (75, 72, 8, 3),
+    "2s3z": (127, 120, 10, 5),
+    "5m_vs_6m": (140, 132, 11, 5),
+    "8m": (205, 192, 13, 8),
+}
+
+
+@pytest.mark.parametrize("map_name", sorted(EXPECTED))
+def test_spec_matches_design(map_name):
+    spec = make_env(map_name).spec
+    o, s, a, n = EXPECTED[map_name]
+    assert (spec.obs_dim, spec.state_dim, spec.n_actions, spec.n_agents) == (o, s, a, n)
+    assert spec.max_steps == 100
+    assert spec.max_return == 2.0
+
+
+def test_unknown_map_lists_valid_names():
+    with pytest.raises(UnknownMapError) as e:
+        SmaxEnv("4m_vs_a_dragon")
+    assert "3m" in str(e.value) and "5m_vs_6m" in str(e.value)
+
+
+def test_reset_step_shapes_and_vmap(env3m):
+    keys = jax.random.split(jax.random.PRNGKey(1), 4)
+    states, ts = jax.jit(jax.vmap(env3m.reset))(keys)
+    assert ts.obs.shape == (4, 3, 75) and ts.state.shape == (4, 72) and ts.legals.shape == (4, 3, 8)
+    assert ts.legals.dtype == jnp.bool_
+    actions = jnp.full((4, 3), 4, jnp.int32)  # stop is always legal
+    _, out = jax.jit(jax.vmap(env3m.step))(keys, states, actions)
+    assert out.reward.shape == (4,) and out.terminal.shape == (4,)
+
+
+def test_random_rollouts_respect_max_return(env3m, random_rollout_3m):
+    ep = random_rollout_3m((), jax.random.PRNGKey(3), 64)
+    returns = np.asarray((ep.rewards * ep.mask).sum(1))
+    assert (returns <= env3m.spec.max_return + 1e-5).all()
+    assert (returns >= 0).all()
+    # every episode ends exactly once, and only where the mask is set
+    ends = np.asarray(ep.terminals | ep.truncations)
+    assert (ends.sum(1) == 1).all()
+    assert not (ends & ~np.asarray(ep.mask)).any()
+
+
+def test_time_limit_is_truncation_not_terminal():
+    # A 5-step limit with everyone standing still: nobody can win or die that fast.
+    env = SmaxEnv("3m", max_steps=5)
+    stop = lambda params, carry, ts, key: (jnp.full((3,), 4, jnp.int32), carry)  # noqa: E731
+    ep = jax.jit(make_rollout(env, stop), static_argnums=2)((), jax.random.PRNGKey(0), 4)
+    assert np.asarray(ep.mask).sum(1).tolist() == [5, 5, 5, 5]
+    assert np.asarray(ep.truncations)[:, 4].all()
+    assert not np.asarray(ep.terminals).any()
+    assert not np.asarray(ep.won).any()
+
+
+def test_auto_reset_step_resets_after_ending():
+    env = SmaxEnv("3m", max_steps=2)
+    state, ts = env.reset(jax.random.PRNGKey(0))
+    stop = jnp.full((3,), 4, jnp.int32)
+    step = jax.jit(env.auto_reset_step)
+    state, out, ts = step(jax.random.PRNGKey(1), state, stop)
+    assert not bool(out.done)
+    state, out, ts = step(jax.random.PRNGKey(2), state, stop)
+    assert bool(out.truncated)
+    # after the reset the step counter starts again: two more steps to the next truncation
+    state, out, ts = step(jax.random.PRNGKey(3), state, stop)
+    assert not bool(out.done)
