@@ -83,6 +83,8 @@ def import_vault(vault_dir: str | Path, uid: str, spec: EnvSpec, quality: str = 
             raise DatasetError(where, k, f"expected a leading (1, T_total) axis, got shape {v.shape}")
     leaves = {k: v[0] for k, v in leaves.items()}
     total = leaves["observations"].shape[0]
+    if total == 0:
+        raise DatasetError(where, "observations", "the Vault holds no timesteps (empty or never written)")
     N, O, S, A = spec.n_agents, spec.obs_dim, spec.state_dim, spec.n_actions
     want = {
         "observations": (total, N, O),

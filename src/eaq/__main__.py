@@ -1,0 +1,7 @@
+"""python -m eaq"""
+
+import sys
+
+from eaq.cli import main
+
+sys.exit(main())
