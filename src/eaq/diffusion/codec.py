@@ -1,0 +1,152 @@
+"""Episode codec: EpisodeBatch <-> a normalised tensor ``x: [E, L, C]`` the diffusion model learns.
+
+One step is one vector of C channels, agent-major, then the team channels::
+
+    for each agent i:  obs_i [O] | one-hot action_i [A] | legal-action bits_i [A]
+    then:              state [S] | reward [1] | terminal [1] | alive (mask) [1]
+
+so ``C = N * (O + 2A) + S + 3`` (3m: 348). ``L >= T`` pads the time axis (the U-Net down-samples)
+with padding steps. Padding, inside or after an episode, is raw zeros (``alive = 0``), exactly
+as in the data model.
+
+Normalisation (``Normaliser``, stored inside the model checkpoint) is per channel,
+``x = (raw - mean) / scale``:
+- binary channels (one-hot actions, legal bits, terminal, alive): mean 0.5, scale 0.5, so
+  {0, 1} -> {-1, +1} and decoding thresholds at 0;
+- the reward: mean 0 and a power-of-two scale, so encode/decode is exact in float32;
+- observations and state: mean and standard deviation over in-episode steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from eaq.data.batch import EpisodeBatch
+from eaq.env.smax import EnvSpec
+
+_STD_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class EpisodeLayout:
+    """Where each quantity lives in a step vector of ``n_channels`` channels."""
+
+    spec: EnvSpec
+    """The map (sizes N, O, S, A, T)."""
+
+    @property
+    def per_agent(self) -> int:
+        """O + 2A channels per agent: observation, one-hot action, legal bits."""
+        return self.spec.obs_dim + 2 * self.spec.n_actions
+
+    @property
+    def state_start(self) -> int:
+        return self.spec.n_agents * self.per_agent
+
+    @property
+    def reward_channel(self) -> int:
+        return self.state_start + self.spec.state_dim
+
+    @property
+    def terminal_channel(self) -> int:
+        return self.reward_channel + 1
+
+    @property
+    def alive_channel(self) -> int:
+        return self.reward_channel + 2
+
+    @property
+    def n_channels(self) -> int:
+        return self.reward_channel + 3
+
+    def channel_kinds(self) -> np.ndarray:
+        """[C] str: 'obs', 'action', 'legal', 'state', 'reward', 'terminal' or 'alive'."""
+        O, A = self.spec.obs_dim, self.spec.n_actions
+        agent = ["obs"] * O + ["action"] * A + ["legal"] * A
+        kinds = agent * self.spec.n_agents + ["state"] * self.spec.state_dim
+        return np.array(kinds + ["reward", "terminal", "alive"])
+
+    def split(self, x: Any) -> dict[str, Any]:
+        """Views of ``x: [..., C]`` (numpy or jax): obs [..., N, O], action [..., N, A],
+        legal [..., N, A], state [..., S], reward / terminal / alive [...]."""
+        N, O, A = self.spec.n_agents, self.spec.obs_dim, self.spec.n_actions
+        agents = x[..., : self.state_start].reshape(*x.shape[:-1], N, self.per_agent)
+        return {
+            "obs": agents[..., :O],
+            "action": agents[..., O : O + A],
+            "legal": agents[..., O + A :],
+            "state": x[..., self.state_start : self.reward_channel],
+            "reward": x[..., self.reward_channel],
+            "terminal": x[..., self.terminal_channel],
+            "alive": x[..., self.alive_channel],
+        }
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """Per-channel affine normalisation ``x = (raw - mean) / scale`` (both [C] float32)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def normalise(self, raw):
+        return (raw - self.mean) / self.scale
+
+    def denormalise(self, x):
+        return x * self.scale + self.mean
+
+    def to_tree(self) -> dict[str, np.ndarray]:
+        return {"mean": np.asarray(self.mean, np.float32), "scale": np.asarray(self.scale, np.float32)}
+
+    @classmethod
+    def from_tree(cls, tree: dict[str, Any]) -> Normaliser:
+        return cls(mean=np.asarray(tree["mean"], np.float32), scale=np.asarray(tree["scale"], np.float32))
+
+
+def raw_tensor(batch: EpisodeBatch, length: int | None = None) -> np.ndarray:
+    """Un-normalised step vectors ``[E, L, C]`` float32 (L = ``length`` or T; extra steps are
+    zero padding)."""
+    layout = EpisodeLayout(batch.spec)
+    E, T = batch.mask.shape
+    L = T if length is None else int(length)
+    if L < T:
+        raise ValueError(f"length {L} is shorter than the episode limit T={T}")
+    A = batch.spec.n_actions
+    m = batch.mask
+    onehot = np.eye(A, dtype=np.float32)[batch.actions] * m[..., None, None]
+    agents = np.concatenate(
+        [batch.observations, onehot, batch.legals.astype(np.float32)], axis=-1
+    ).reshape(E, T, -1)
+    team = np.stack(
+        [batch.rewards, batch.terminals.astype(np.float32), m.astype(np.float32)], axis=-1
+    )
+    x = np.concatenate([agents, batch.state, team], axis=-1).astype(np.float32)
+    assert x.shape[-1] == layout.n_channels
+    if L > T:
+        x = np.concatenate([x, np.zeros((E, L - T, x.shape[-1]), np.float32)], axis=1)
+    return x
+
+
+def fit_normaliser(batch: EpisodeBatch) -> Normaliser:
+    """Statistics over in-episode steps; binary channels and the reward get exact maps."""
+    layout = EpisodeLayout(batch.spec)
+    kinds = layout.channel_kinds()
+    raw = raw_tensor(batch)[batch.mask]  # [n_steps, C]
+    mean = raw.mean(axis=0).astype(np.float64)
+    std = raw.std(axis=0).astype(np.float64)
+    scale = np.where(std > _STD_FLOOR, std, 1.0)
+    binary = np.isin(kinds, ["action", "legal", "terminal", "alive"])
+    mean[binary], scale[binary] = 0.5, 0.5
+    r = layout.reward_channel
+    mean[r] = 0.0
+    # A power of two: dividing and multiplying by it is exact, so rewards round-trip bit-exactly.
+    scale[r] = 2.0 ** np.ceil(np.log2(max(std[r], _STD_FLOOR)))
+    return Normaliser(mean=mean.astype(np.float32), scale=scale.astype(np.float32))
+
+
+def encode(batch: EpisodeBatch, normaliser: Normaliser, length: int | None = None) -> np.ndarray:
+    """EpisodeBatch -> normalised ``x: [E, L, C]`` float32."""
+    return normaliser.normalise(raw_tensor(batch, length)).astype(np.float32)

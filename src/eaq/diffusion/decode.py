@@ -1,0 +1,103 @@
+"""Decoding of sampled tensors into episodes, and the validity filter.
+
+Nothing invalid reaches a dataset: ``decode`` marks every broken sample with the reason, and
+``to_batch`` keeps only the valid ones and returns how many were dropped for each reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from eaq.data.batch import DatasetMeta, EpisodeBatch
+from eaq.diffusion.codec import EpisodeLayout, Normaliser
+from eaq.env.smax import EnvSpec
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded tensor before validity filtering (E samples, T steps).
+
+    arrays: the EpisodeBatch fields ([E, T, ...]); broken: [E] str, '' when valid, else the
+    first reason the sample is unusable; raw_legal: [E, T, N] bool, the model's own argmax
+    action (ignoring legality) was legal (the legality rate's numerator, in-episode steps).
+    """
+
+    arrays: dict[str, np.ndarray]
+    broken: np.ndarray
+    raw_legal: np.ndarray
+
+
+def decode(x: np.ndarray, normaliser: Normaliser, spec: EnvSpec) -> Decoded:
+    """Normalised ``x: [E, L, C]`` -> episode arrays, marking broken samples.
+
+    - actions: argmax of the action channels over the decoded legal actions (legal bit > 0);
+    - the episode is cut after the first step whose terminal channel is > 0 (a real ending);
+      without one it runs to the time limit T and ends in a truncation;
+    - mask, rewards, observations, state follow; everything outside the mask is zero padding;
+    - rewards are clipped at 0 (SMAX rewards are non-negative).
+
+    A sample is broken when it has non-finite values, an in-episode agent with no legal action,
+    an alive channel that stops before the episode's ending (an ending that is neither a
+    terminal nor the time limit), or a return outside [0, 1.05 max_return].
+    """
+    layout = EpisodeLayout(spec)
+    T = spec.max_steps
+    x = np.asarray(x, np.float32)[:, :T]
+    E = x.shape[0]
+    finite = np.isfinite(x).all(axis=(1, 2))
+    x = np.where(np.isfinite(x), x, 0.0)
+    raw = layout.split(normaliser.denormalise(x))
+    bits = layout.split(x)
+
+    terminal_on = bits["terminal"] > 0  # [E, T]
+    has_terminal = terminal_on.any(axis=1)
+    length = np.where(has_terminal, terminal_on.argmax(axis=1) + 1, T)
+    steps = np.arange(T)
+    mask = steps[None, :] < length[:, None]
+    last = steps[None, :] == (length - 1)[:, None]
+    terminals = last & has_terminal[:, None]
+    truncations = last & ~has_terminal[:, None]
+
+    legals = (bits["legal"] > 0) & mask[..., None, None]
+    logits = np.where(legals, bits["action"], -np.inf)
+    actions = np.where(legals.any(-1), logits.argmax(-1), 0).astype(np.int32) * mask[..., None]
+    raw_choice = bits["action"].argmax(-1)
+    raw_legal = np.take_along_axis(legals, raw_choice[..., None], axis=-1)[..., 0] & mask[..., None]
+
+    rewards = np.clip(raw["reward"], 0.0, None) * mask
+    arrays = {
+        "observations": (raw["obs"] * mask[..., None, None]).astype(np.float32),
+        "state": (raw["state"] * mask[..., None]).astype(np.float32),
+        "actions": actions.astype(np.int32),
+        "legals": legals,
+        "rewards": rewards.astype(np.float32),
+        "terminals": terminals,
+        "truncations": truncations,
+        "mask": mask,
+    }
+
+    no_legal = (mask[..., None] & ~legals.any(-1)).any(axis=(1, 2))
+    stopped_early = ((bits["alive"] <= 0) & mask).any(axis=1)
+    ret = rewards.sum(axis=1)
+    bad_return = ret > 1.05 * spec.max_return
+    broken = np.full(E, "", dtype=object)
+    # Reasons in priority order; a sample is counted once, under its first problem.
+    for flag, why in (
+        (bad_return, "implausible return"),
+        (stopped_early, "stops before its ending"),
+        (no_legal, "agent without a legal action"),
+        (~finite, "non-finite values"),
+    ):
+        broken = np.where(flag, why, broken)
+    return Decoded(arrays=arrays, broken=broken.astype(str), raw_legal=raw_legal)
+
+
+def to_batch(decoded: Decoded, meta: DatasetMeta) -> tuple[EpisodeBatch, dict[str, int]]:
+    """Keeps the valid samples; returns (batch of them, {reason: count} of those dropped)."""
+    keep = decoded.broken == ""
+    reasons, counts = np.unique(decoded.broken[~keep], return_counts=True)
+    dropped = {str(r): int(c) for r, c in zip(reasons, counts, strict=True)}
+    arrays = {k: v[keep] for k, v in decoded.arrays.items()}
+    return EpisodeBatch.from_arrays(arrays, meta), dropped
