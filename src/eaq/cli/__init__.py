@@ -13,10 +13,13 @@ import tyro
 from eaq.cli._util import subcommand_union
 from eaq.cli.dataset import DatasetCommand
 from eaq.cli.demo import Demo
+from eaq.cli.diffusion import Augment, TrainDiffusion
 
 COMMANDS: dict[str, type] = {
     "demo": Demo,
     "dataset": DatasetCommand,
+    "train-diffusion": TrainDiffusion,
+    "augment": Augment,
 }
 
 

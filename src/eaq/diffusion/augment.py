@@ -1,0 +1,150 @@
+"""Sampling synthetic episodes from a trained model: DDIM -> decode -> validity filter -> dataset.
+
+``augment(model_dir, n_episodes, seed)`` samples in chunks (split over the local devices) until
+it holds ``n_episodes`` valid episodes or has drawn ``max_draw_factor * n_episodes`` samples,
+and returns the synthetic ``EpisodeBatch`` (source ``synthetic``, validated) with its
+``FidelityReport``. Broken samples are dropped and counted, never kept.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from eaq.data.batch import DatasetMeta, EpisodeBatch
+from eaq.data.validate import validate_batch
+from eaq.diffusion.decode import decode, to_batch
+from eaq.diffusion.diffusion import cosine_alpha_bars, ddim_sample
+from eaq.diffusion.fidelity import FidelityReport, fidelity_report
+from eaq.diffusion.train import DiffusionModel, load_model, local_mesh
+
+
+def make_sampler(model: DiffusionModel, mesh: Mesh | None = None, chunk: int | None = None):
+    """Returns ``sample(key) -> x: [chunk, L, C]`` (normalised, jitted, batch split over
+    devices) and the chunk size (rounded up to a multiple of the device count)."""
+    mesh = mesh or local_mesh()
+    cfg = model.config
+    chunk = mesh.size * math.ceil((chunk or cfg.sample_chunk) / mesh.size)
+    by_batch = NamedSharding(mesh, PartitionSpec("data"))
+    alpha_bars = jnp.asarray(cosine_alpha_bars(cfg.n_diffusion_steps))
+    shape = (chunk, model.length, len(model.normaliser.mean))
+    params = jax.device_put(model.params, NamedSharding(mesh, PartitionSpec()))
+
+    @jax.jit
+    def sample(params, key):
+        return ddim_sample(
+            model.denoise, params, key, shape, alpha_bars, cfg.sample_steps, cfg.clip_denoised, by_batch
+        )
+
+    return (lambda key: sample(params, key)), chunk
+
+
+def sample_episodes(
+    model: DiffusionModel,
+    n_episodes: int,
+    seed: int = 0,
+    max_draw_factor: float = 4.0,
+    mesh: Mesh | None = None,
+    chunk: int | None = None,
+) -> tuple[EpisodeBatch, dict]:
+    """Valid synthetic episodes (at most ``n_episodes``) and the sampling statistics
+    ``{n_generated, dropped: {reason: count}, legality_rate}``."""
+    if n_episodes < 1:
+        raise ValueError(f"episodes={n_episodes} must be >= 1")
+    sample, chunk = make_sampler(model, mesh, chunk)
+    meta = DatasetMeta(
+        spec=model.spec,
+        quality=model.record.get("train_data", {}).get("meta", {}).get("quality", "unknown"),
+        source="synthetic",
+        generator={
+            "kind": "eaq-diffusion",
+            "model": str(model.model_dir),
+            "model_step": model.step,
+            "q_weight": model.config.q_weight,
+            "sample_steps": model.config.sample_steps,
+            "qtot": model.record.get("qtot"),
+        },
+        seed=seed,
+    )
+    key = jax.random.PRNGKey(seed)
+    kept: list[EpisodeBatch] = []
+    n_kept = n_generated = 0
+    dropped: dict[str, int] = {}
+    legal_hits = legal_total = 0
+    max_draws = max(chunk, int(max_draw_factor * n_episodes))
+    while n_kept < n_episodes and n_generated < max_draws:
+        key, k = jax.random.split(key)
+        decoded = decode(np.asarray(sample(k)), model.normaliser, model.spec)
+        n_generated += chunk
+        valid = decoded.broken == ""
+        m = decoded.arrays["mask"][valid][..., None]
+        legal_hits += int((decoded.raw_legal[valid] & m).sum())
+        legal_total += int(np.broadcast_to(m, decoded.raw_legal[valid].shape).sum())
+        batch, why = to_batch(decoded, meta)
+        for reason, count in why.items():
+            dropped[reason] = dropped.get(reason, 0) + count
+        if batch.n_episodes:
+            kept.append(batch)
+            n_kept += batch.n_episodes
+    if not kept:
+        raise ValueError(
+            f"{model.model_dir}: none of {n_generated} samples was a valid episode ({dropped}); "
+            "train the model longer"
+        )
+    batch = EpisodeBatch.concatenate(kept, meta).select(slice(0, n_episodes))
+    generator = dict(meta.generator, n_generated=n_generated, dropped=dropped)
+    batch = batch.with_meta(generator=generator)
+    validate_batch(batch, where=f"synthetic episodes from {model.model_dir}")
+    stats = {"n_generated": n_generated, "dropped": dropped, "legality_rate": legal_hits / max(legal_total, 1)}
+    return batch, stats
+
+
+def augment(
+    model_dir: str | Path,
+    n_episodes: int,
+    seed: int = 0,
+    *,
+    real: EpisodeBatch | None = None,
+    qtot=None,
+    max_draw_factor: float = 4.0,
+) -> tuple[EpisodeBatch, FidelityReport]:
+    """Samples ``n_episodes`` valid synthetic episodes and their fidelity report.
+
+    ``real``: the data to compare with (default: the training data recorded in the model
+    directory, if it is still there); ``qtot``: a QtotFunction for the Q_tot comparison (default:
+    the one the model was trained with, if recorded and loadable).
+    """
+    model = load_model(model_dir)
+    synthetic, stats = sample_episodes(model, n_episodes, seed, max_draw_factor)
+    if real is None:
+        data_path = model.record.get("data")
+        if data_path is None or not Path(data_path).exists():
+            raise ValueError(
+                f"{model_dir}: the training data ({data_path}) is not available for the fidelity "
+                "report; pass the real dataset (--data)"
+            )
+        from eaq.data.store import load_dataset
+
+        real = load_dataset(data_path)
+    if qtot is None and model.record.get("qtot"):
+        qtot_path = Path(model.record["qtot"])
+        if qtot_path.exists():
+            from eaq.offline.qtot import load_qtot
+
+            qtot = load_qtot(qtot_path)
+    report = fidelity_report(
+        real,
+        synthetic,
+        n_requested=n_episodes,
+        n_generated=stats["n_generated"],
+        dropped=stats["dropped"],
+        legality_rate=stats["legality_rate"],
+        qtot=qtot,
+        seed=seed,
+    )
+    return synthetic, report

@@ -1,0 +1,95 @@
+"""Configuration of the episode diffusion model (training, sampling) and its presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Everything that shapes an EAQ diffusion run; saved (resolved) as JSON beside checkpoints."""
+
+    base_channels: int = 32
+    """U-Net channels at the first level (a multiple of 8, the GroupNorm group count)."""
+    channel_mults: tuple[int, ...] = (1, 2, 4)
+    """Channel multiplier per U-Net level; the time axis is halved len - 1 times."""
+    kernel_size: int = 5
+    """Temporal convolution width."""
+    n_diffusion_steps: int = 100
+    """K, the number of noise levels of the DDPM (cosine schedule) used in training."""
+    sample_steps: int = 20
+    """DDIM steps used to sample (<= n_diffusion_steps); fewer is faster."""
+    clip_denoised: float = 5.0
+    """The predicted clean episode is clipped to [-c, c] (normalised units) while sampling."""
+    batch_size: int = 32
+    """Episodes per update (global, split over the local devices; rounded up to a multiple)."""
+    learning_rate: float = 2e-4
+    """Adam learning rate."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+    n_updates: int = 3000
+    """Total gradient updates."""
+    updates_per_segment: int = 100
+    """Updates per jitted lax.scan segment (progress, metrics and checkpoints between them)."""
+    checkpoint_every: int = 5
+    """Save a checkpoint every this many segments (and always at the end)."""
+    ema_decay: float = 0.995
+    """EMA decay of the sampling weights (warmed up as min(decay, (1 + n) / (10 + n)))."""
+    q_weight: float = 0.0
+    """eta in L = L_diffusion + eta * L_Q; 0 is EAQ^-Q (no Q_tot guidance)."""
+    q_temperature: float = 0.25
+    """Softmax temperature relaxing the action channels (normalised units) into probabilities."""
+    sample_chunk: int = 256
+    """Episodes sampled per jitted call (bounds memory)."""
+    seed: int = 0
+    """Seed of initialisation, minibatches and noise."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["channel_mults"] = list(self.channel_mults)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DiffusionConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown diffusion config keys {sorted(unknown)}")
+        d = dict(d)
+        if "channel_mults" in d:
+            d["channel_mults"] = tuple(d["channel_mults"])
+        return cls(**d)
+
+    def validate(self) -> DiffusionConfig:
+        if self.base_channels % 8:
+            raise ValueError(f"base_channels={self.base_channels} must be a multiple of 8 (GroupNorm groups)")
+        if not 1 <= self.sample_steps <= self.n_diffusion_steps:
+            raise ValueError(
+                f"sample_steps={self.sample_steps} must be in [1, n_diffusion_steps={self.n_diffusion_steps}]"
+            )
+        if self.q_weight < 0:
+            raise ValueError(f"q_weight={self.q_weight} must be >= 0")
+        for name in ("batch_size", "n_updates", "updates_per_segment", "checkpoint_every", "sample_chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        return self
+
+
+PRESETS: dict[str, DiffusionConfig] = {
+    # Sized for the 20-minute default EAQ stage on 3m on two CPU cores (docs/diffusion.md).
+    "default": DiffusionConfig(),
+    # Seconds on a CPU: tests, smoke runs and `eaq demo`.
+    "tiny": DiffusionConfig(
+        base_channels=8,
+        channel_mults=(1, 2),
+        n_diffusion_steps=10,
+        sample_steps=4,
+        batch_size=4,
+        n_updates=20,
+        updates_per_segment=10,
+        checkpoint_every=1,
+        sample_chunk=32,
+    ),
+}

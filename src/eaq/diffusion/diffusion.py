@@ -1,0 +1,93 @@
+"""DDPM over normalised episode tensors: cosine noise schedule, the x0-prediction training
+objective, a DDIM sampler with a configurable number of steps, and EMA weights.
+
+The denoiser predicts the clean episode x0 directly (as Diffuser does for trajectories), so the
+Q_tot loss can read the predicted clean episode without dividing by a vanishing sqrt(alpha_bar).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# denoise(params, x_t: [B, L, C], t: [B] int) -> x0_hat: [B, L, C]
+Denoiser = Callable[[object, jax.Array, jax.Array], jax.Array]
+
+
+def cosine_alpha_bars(n_steps: int, s: float = 0.008) -> np.ndarray:
+    """``alpha_bar[k]`` for k = 0..K-1 (k = 0 the least noisy), Nichol & Dhariwal's cosine."""
+    steps = np.arange(n_steps + 1, dtype=np.float64) / n_steps
+    f = np.cos((steps + s) / (1 + s) * np.pi / 2) ** 2
+    betas = np.clip(1 - f[1:] / f[:-1], 0.0, 0.999)
+    return np.cumprod(1 - betas).astype(np.float32)
+
+
+def noisy(x0: jax.Array, t: jax.Array, noise: jax.Array, alpha_bars: jax.Array) -> jax.Array:
+    """``x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise`` for per-sample levels ``t: [B]``."""
+    ab = alpha_bars[t][:, None, None]
+    return jnp.sqrt(ab) * x0 + jnp.sqrt(1.0 - ab) * noise
+
+
+def diffusion_loss(
+    denoise: Denoiser,
+    params,
+    x0: jax.Array,
+    time_valid: jax.Array,
+    key: jax.Array,
+    alpha_bars: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """Mean squared error of the predicted clean episode over all channels and the first T
+    (un-padded) steps. ``x0: [B, L, C]``, ``time_valid: [L]`` bool.
+
+    Returns (loss, x0_hat [B, L, C]).
+    """
+    k_t, k_noise = jax.random.split(key)
+    t = jax.random.randint(k_t, (x0.shape[0],), 0, alpha_bars.shape[0])
+    x_t = noisy(x0, t, jax.random.normal(k_noise, x0.shape, x0.dtype), alpha_bars)
+    x0_hat = denoise(params, x_t, t)
+    w = time_valid.astype(x0.dtype)[None, :, None]
+    err = jnp.square(x0_hat - x0) * w
+    loss = err.sum() / (w.sum() * x0.shape[0] * x0.shape[2])
+    return loss, x0_hat
+
+
+def ddim_sample(
+    denoise: Denoiser,
+    params,
+    key: jax.Array,
+    shape: tuple[int, int, int],
+    alpha_bars: jax.Array,
+    n_sample_steps: int,
+    clip: float,
+    sharding=None,
+) -> jax.Array:
+    """Deterministic DDIM (eta = 0) from pure noise in ``n_sample_steps`` steps -> ``[B, L, C]``.
+
+    ``sharding``: optional sharding of the samples (the batch axis over devices).
+    """
+    K = alpha_bars.shape[0]
+    levels = np.round(np.linspace(K - 1, 0, n_sample_steps)).astype(np.int32)
+    prev = np.concatenate([levels[1:], [-1]]).astype(np.int32)
+    ab_ext = jnp.concatenate([alpha_bars, jnp.ones((1,), alpha_bars.dtype)])  # index -1 -> 1
+
+    def step(x, level_pair):
+        t, t_prev = level_pair
+        ab, ab_prev = ab_ext[t], ab_ext[t_prev]
+        x0 = jnp.clip(denoise(params, x, jnp.full((shape[0],), t)), -clip, clip)
+        eps = (x - jnp.sqrt(ab) * x0) / jnp.sqrt(1.0 - ab)
+        return jnp.sqrt(ab_prev) * x0 + jnp.sqrt(1.0 - ab_prev) * eps, None
+
+    x = jax.random.normal(key, shape, jnp.float32)
+    if sharding is not None:  # e.g. split the episodes over devices
+        x = jax.lax.with_sharding_constraint(x, sharding)
+    x, _ = jax.lax.scan(step, x, (jnp.asarray(levels), jnp.asarray(prev)))
+    return x
+
+
+def ema_update(ema_params, params, decay: float, step: jax.Array):
+    """EMA with warm-up: early weights are not averaged with the random initialisation."""
+    d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+    return jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema_params, params)

@@ -1,0 +1,64 @@
+"""The Q_tot loss of EAQ: push the predicted clean episode toward a high team value.
+
+On the denoiser's predicted clean episode x0_hat (denormalised), each agent's action channels
+are relaxed into probabilities with a softmax over its (decoded) legal actions, a frozen QMIX
+evaluates ``Q_tot`` along the episode, and
+
+    L_Q = -mean(Q_tot) / stop_gradient(mean |Q_tot|)
+
+over in-episode steps (the scale-free form keeps eta meaningful whatever Q_tot's magnitude).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from eaq.diffusion.codec import EpisodeLayout
+
+# apply(params, observations [B,T,N,O], action_probs [B,T,N,A], state [B,T,S]) -> q_tot [B,T]
+QtotApply = Callable[[object, jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def relaxed_episode(
+    x0_hat: jax.Array,
+    norm_mean: jax.Array,
+    norm_scale: jax.Array,
+    layout: EpisodeLayout,
+    temperature: float,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Normalised ``x0_hat: [B, L, C]`` -> (observations [B,T,N,O], action_probs [B,T,N,A],
+    state [B,T,S]), differentiable in x0_hat.
+
+    The legal-action set used to mask the softmax is read from x0_hat's legal bits without
+    gradient; an agent-step with no legal bit set keeps all actions.
+    """
+    x = x0_hat[:, : layout.spec.max_steps]
+    raw = layout.split(x * norm_scale + norm_mean)
+    bits = layout.split(x)
+    legal = jax.lax.stop_gradient(bits["legal"] > 0)
+    legal = legal | ~legal.any(axis=-1, keepdims=True)
+    logits = jnp.where(legal, bits["action"] / temperature, -1e9)
+    return raw["obs"], jax.nn.softmax(logits, axis=-1), raw["state"]
+
+
+def q_loss(
+    qtot_apply: QtotApply,
+    qtot_params,
+    x0_hat: jax.Array,
+    mask: jax.Array,
+    norm_mean: jax.Array,
+    norm_scale: jax.Array,
+    layout: EpisodeLayout,
+    temperature: float,
+) -> tuple[jax.Array, jax.Array]:
+    """Returns (L_Q, mean Q_tot) over in-episode steps; ``mask: [B, T]`` (padded steps are 0)."""
+    obs, probs, state = relaxed_episode(x0_hat, norm_mean, norm_scale, layout, temperature)
+    q = qtot_apply(qtot_params, obs, probs, state)  # [B, T]
+    m = mask.astype(q.dtype)
+    n = jnp.maximum(m.sum(), 1.0)
+    mean_q = (q * m).sum() / n
+    mean_abs = jax.lax.stop_gradient((jnp.abs(q) * m).sum() / n)
+    return -mean_q / (mean_abs + 1e-6), mean_q
