@@ -11,15 +11,23 @@ import sys
 import tyro
 
 from eaq.cli._util import subcommand_union
+from eaq.cli.benchmark import Benchmark
+from eaq.cli.collect import Collect
 from eaq.cli.dataset import DatasetCommand
 from eaq.cli.demo import Demo
 from eaq.cli.diffusion import Augment, TrainDiffusion
+from eaq.cli.evaluate import Evaluate
+from eaq.cli.train_offline import TrainOffline
 
 COMMANDS: dict[str, type] = {
     "demo": Demo,
     "dataset": DatasetCommand,
+    "collect": Collect,
     "train-diffusion": TrainDiffusion,
     "augment": Augment,
+    "train-offline": TrainOffline,
+    "evaluate": Evaluate,
+    "benchmark": Benchmark,
 }
 
 

@@ -1,0 +1,84 @@
+"""Benchmark configuration: which cells to run and how big each stage is (presets)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+PresetName = Literal["smoke", "fast", "full"]
+VARIANTS = ("original", "eaq-noq", "eaq")
+QUALITIES = ("poor", "medium", "good")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of every stage of one benchmark cell."""
+
+    dataset_episodes: int
+    """Episodes in each original (real) dataset."""
+    qtot_steps: int
+    """QMIX+CQL updates for the frozen Q_tot that guides EAQ."""
+    diffusion_steps: int
+    """Diffusion-model training steps."""
+    diffusion_size: str
+    """Diffusion model size preset (see eaq.diffusion)."""
+    sampler_steps: int
+    """Denoising steps of the fast sampler."""
+    q_weight: float
+    """eta, the weight of the Q_tot loss for the 'eaq' variant ('eaq-noq' uses 0)."""
+    synthetic_episodes: int
+    """Synthetic episodes sampled per augmented cell."""
+    synthetic_weight: float
+    """Share of each training batch drawn from synthetic data (the rest from the original)."""
+    offline_steps: int
+    """Updates of the offline learner in each cell."""
+    eval_episodes: int
+    """Greedy evaluation episodes per trained learner."""
+
+
+PRESETS: dict[str, Preset] = {
+    # Minutes on a 2-core laptop for one map/quality/seed: the demo.
+    "smoke": Preset(
+        dataset_episodes=300, qtot_steps=1500, diffusion_steps=1500, diffusion_size="small",
+        sampler_steps=20, q_weight=0.1, synthetic_episodes=300, synthetic_weight=0.5,
+        offline_steps=1500, eval_episodes=256,
+    ),
+    # A real but reduced run (about an hour per map and quality on 2 cores).
+    "fast": Preset(
+        dataset_episodes=1000, qtot_steps=5000, diffusion_steps=5000, diffusion_size="default",
+        sampler_steps=32, q_weight=0.1, synthetic_episodes=1000, synthetic_weight=0.5,
+        offline_steps=5000, eval_episodes=256,
+    ),
+    # The intended benchmark (GPU recommended).
+    "full": Preset(
+        dataset_episodes=1000, qtot_steps=20000, diffusion_steps=50000, diffusion_size="default",
+        sampler_steps=64, q_weight=0.1, synthetic_episodes=2000, synthetic_weight=0.5,
+        offline_steps=20000, eval_episodes=512,
+    ),
+}
+
+
+def resolve_preset(name: str, overrides: dict[str, Any] | None = None) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    p = PRESETS[name]
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(Preset)}
+    if unknown:
+        raise ValueError(f"unknown preset fields {sorted(unknown)}")
+    return dataclasses.replace(p, **overrides)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One benchmark cell: a learner trained on one variant of one dataset, with one seed."""
+
+    map: str
+    quality: str
+    variant: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.map}-{self.quality}-{self.variant}-s{self.seed}"

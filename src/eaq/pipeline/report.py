@@ -1,0 +1,152 @@
+"""Benchmark report: per-cell results -> results.csv, results.json, table.md and figures.
+
+A *cell* is one (map, quality, variant, seed) run; the table aggregates seeds into a mean with a
+95 % CI and compares each augmented variant with ``original`` on the same map and quality.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eaq.data.store import atomic_write_text
+from eaq.evaluation.stats import mean_ci, welch_diff_ci
+
+# The paper's reported relative normalized-return gains of EAQ over the original data (SMAC).
+PAPER_GAIN_PERCENT = {"medium": 17.3, "poor": 12.9}
+VARIANT_NAMES = {"original": "original", "eaq-noq": "EAQ^-Q", "eaq": "EAQ"}
+
+
+def group_cells(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for c in cells:
+        groups[(c["map"], c["quality"], c["variant"])].append(c)
+    return groups
+
+
+def summarize(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (map, quality, variant): means, CIs and the gain over original."""
+    groups = group_cells(cells)
+    rows = []
+    for (m, q, v), cs in sorted(groups.items(), key=lambda kv: (kv[0][0], _qorder(kv[0][1]), _vorder(kv[0][2]))):
+        nr = np.array([c["normalized_return"] for c in cs])
+        wr = np.array([c["win_rate"] for c in cs])
+        row: dict[str, Any] = {
+            "map": m,
+            "quality": q,
+            "variant": v,
+            "seeds": sorted(int(c["seed"]) for c in cs),
+            "normalized_return": mean_ci(nr).to_dict(),
+            "win_rate": mean_ci(100 * wr).to_dict(),
+            "dataset_normalized_return": float(np.mean([c.get("dataset_normalized_return", math.nan) for c in cs])),
+        }
+        base = groups.get((m, q, "original"))
+        if v != "original" and base:
+            b = np.array([c["normalized_return"] for c in base])
+            d = welch_diff_ci(nr, b)
+            row["gain_points"] = d.to_dict()
+            row["gain_percent"] = 100 * d.mean / b.mean() if b.mean() != 0 else math.nan
+            row["significant"] = bool(d.lo > 0 or d.hi < 0) if not math.isnan(d.lo) else False
+        rows.append(row)
+    return rows
+
+
+def _qorder(q: str) -> int:
+    return {"poor": 0, "medium": 1, "good": 2}.get(q, 3)
+
+
+def _vorder(v: str) -> int:
+    return {"original": 0, "eaq-noq": 1, "eaq": 2}.get(v, 3)
+
+
+def _fmt(e: dict[str, float]) -> str:
+    if e["n"] < 2 or math.isnan(e["lo"]):
+        return f"{e['mean']:.1f}"
+    return f"{e['mean']:.1f} ± {(e['hi'] - e['lo']) / 2:.1f}"
+
+
+def table_markdown(rows: list[dict[str, Any]], header: str = "") -> str:
+    """The paper-style table, with the paper's gains beside ours and significance spelled out."""
+    out = io.StringIO()
+    if header:
+        out.write(header.rstrip() + "\n\n")
+    out.write(
+        "| map | quality | variant | seeds | normalized return | win rate % | gain (points) | gain % | paper gain % | significant? |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    for r in rows:
+        gain = r.get("gain_points")
+        paper = PAPER_GAIN_PERCENT.get(r["quality"]) if r["variant"] == "eaq" else None
+        pct = f"{r['gain_percent']:+.1f}" if gain and not math.isnan(r["gain_percent"]) else "—"
+        out.write(
+            f"| {r['map']} | {r['quality']} | {VARIANT_NAMES.get(r['variant'], r['variant'])} | {len(r['seeds'])} "
+            f"| {_fmt(r['normalized_return'])} | {_fmt(r['win_rate'])} "
+            f"| {_fmt(gain) if gain else '—'} "
+            f"| {pct} | {f'+{paper}' if paper else '—'} "
+            f"| {('yes' if r['significant'] else 'no') if gain else '—'} |\n"
+        )
+    out.write(
+        "\nMeans over seeds with 95 % confidence intervals (Student t). Gain = variant − original in "
+        "normalized-return points (Welch 95 % CI) and relative to original in percent; 'significant' "
+        "means the CI of the difference excludes 0. The paper's gains are for EAQ on SMAC (StarCraft II), "
+        "not SMAX.\n"
+    )
+    return out.getvalue()
+
+
+def write_report(cells: list[dict[str, Any]], out_dir: str | Path, header: str = "", extra: dict | None = None) -> dict[str, Path]:
+    """Writes results.csv (one line per cell), results.json (cells + summary) and table.md."""
+    out_dir = Path(out_dir)
+    rows = summarize(cells)
+    buf = io.StringIO()
+    keys = ["map", "quality", "variant", "seed", "normalized_return", "win_rate", "return", "dataset_normalized_return", "synthetic_episodes", "wall_s"]
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    for c in sorted(cells, key=lambda c: (c["map"], _qorder(c["quality"]), _vorder(c["variant"]), c["seed"])):
+        w.writerow(c)
+    atomic_write_text(out_dir / "results.csv", buf.getvalue())
+    atomic_write_text(out_dir / "results.json", json.dumps({"summary": rows, "cells": cells, **(extra or {})}, indent=2, default=str))
+    atomic_write_text(out_dir / "table.md", table_markdown(rows, header))
+    return {"csv": out_dir / "results.csv", "json": out_dir / "results.json", "table": out_dir / "table.md"}
+
+
+def plot_bars(rows: list[dict[str, Any]], out: str | Path) -> Path:
+    """Grouped bars (variant within map/quality) of normalized return with 95 % CIs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    groups = sorted({(r["map"], r["quality"]) for r in rows}, key=lambda g: (g[0], _qorder(g[1])))
+    variants = sorted({r["variant"] for r in rows}, key=_vorder)
+    width = 0.8 / max(1, len(variants))
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(groups)), 4))
+    for i, v in enumerate(variants):
+        xs, ms, errs = [], [], []
+        for j, g in enumerate(groups):
+            r = next((r for r in rows if (r["map"], r["quality"], r["variant"]) == (*g, v)), None)
+            if r is None:
+                continue
+            e = r["normalized_return"]
+            xs.append(j + (i - (len(variants) - 1) / 2) * width)
+            ms.append(e["mean"])
+            errs.append(0 if math.isnan(e["lo"]) else (e["hi"] - e["lo"]) / 2)
+        ax.bar(xs, ms, width, yerr=errs, capsize=3, label=VARIANT_NAMES.get(v, v))
+    ax.set_xticks(range(len(groups)), [f"{m}\n{q}" for m, q in groups])
+    ax.set_ylabel("normalized return (%)")
+    ax.set_title("offline learner trained on original vs augmented data (95 % CI)")
+    ax.legend()
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(out)
+    return out

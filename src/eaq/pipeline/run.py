@@ -1,0 +1,335 @@
+"""The whole EAQ benchmark, end to end and resumable.
+
+For every (map, quality): collect the original dataset (cached), train the frozen Q_tot
+(QMIX+CQL), train one diffusion model per augmented variant (EAQ^-Q: eta = 0, EAQ: eta > 0).
+For every (map, quality, variant, seed) cell: sample synthetic episodes (seeded), train the
+offline learner on original (+ synthetic) data and evaluate it greedily in SMAX.
+
+Layout of ``OUT/<run>/``::
+
+    config.json                     resolved benchmark config and preset
+    stages/<map>-<quality>/qtot/    Q_tot learner run (orbax checkpoints, curve)
+    stages/<map>-<quality>/diffusion-<variant>/   diffusion model (checkpoints, normaliser)
+    stages/<map>-<quality>/synthetic-<variant>-s<seed>/  synthetic dataset + fidelity report
+    cells/<key>/                    offline learner run of one cell (checkpoints, curve)
+    cells/<key>.json                the cell's result (its presence means 'done')
+    results.csv results.json table.md bars.png returns-<map>-<quality>.png
+
+Every stage resumes from its own checkpoints, and finished cells are never recomputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from eaq.data import EpisodeBatch, load_dataset, save_dataset
+from eaq.data.store import atomic_write_text
+from eaq.pipeline.config import QUALITIES, VARIANTS, Cell, Preset, resolve_preset
+from eaq.pipeline.report import plot_bars, summarize, table_markdown, write_report
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """What to run: the cells (maps x qualities x variants x seeds) and the stage sizes."""
+
+    maps: tuple[str, ...] = ("3m",)
+    """SMAX maps."""
+    qualities: tuple[str, ...] = ("medium",)
+    """Dataset qualities: poor, medium, good."""
+    variants: tuple[str, ...] = VARIANTS
+    """original (no augmentation), eaq-noq (EAQ without the Q_tot loss), eaq."""
+    learner: str = "qmix-cql"
+    """Offline learner judged on each variant: qmix-cql, maicq or bc."""
+    seeds: int = 1
+    """Seeds per cell (learner init, batch sampling, synthetic sample and evaluation)."""
+    preset: str = "smoke"
+    """Stage sizes: smoke, fast or full (see eaq.pipeline.config.PRESETS)."""
+    overrides: tuple[tuple[str, Any], ...] = ()
+    """Preset fields to override, as (name, value) pairs."""
+    out: Path = Path("results")
+    """Results root."""
+    run: str | None = None
+    """Run name (default: the preset name); re-running the same run resumes it."""
+    cache_dir: Path | None = None
+    """Cache for behaviour runs and datasets (default: $EAQ_CACHE_DIR or ~/.cache/eaq)."""
+    data_seed: int = 0
+    """Seed of the behaviour training run and dataset collection."""
+    behaviour: str = "default"
+    """Behaviour-policy training size: default (per-map IPPO) or tiny (tests; learns little)."""
+    band: tuple[float, float] | None = None
+    """Override the quality band (normalized return %, lo and hi) used to pick the behaviour
+    checkpoint, for tests and experiments; the band is recorded with the dataset."""
+
+    def validate(self) -> BenchmarkConfig:
+        from eaq.env.smax import UnknownMapError, available_maps
+        from eaq.offline import LEARNERS
+
+        maps = available_maps()
+        for m in self.maps:
+            if m not in maps:
+                raise UnknownMapError(f"unknown SMAX map {m!r}; valid maps are: {', '.join(maps)}")
+        for q in self.qualities:
+            if q not in QUALITIES:
+                raise ValueError(f"unknown quality {q!r}; choose from {', '.join(QUALITIES)}")
+        for v in self.variants:
+            if v not in VARIANTS:
+                raise ValueError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+        if self.learner not in LEARNERS:
+            raise ValueError(f"unknown learner {self.learner!r}; choose from {', '.join(LEARNERS)}")
+        if self.behaviour not in ("default", "tiny"):
+            raise ValueError(f"unknown behaviour size {self.behaviour!r}; choose default or tiny")
+        if self.seeds < 1:
+            raise ValueError("seeds must be >= 1")
+        resolve_preset(self.preset, dict(self.overrides))
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) / (self.run or self.preset)
+
+    def cells(self) -> list[Cell]:
+        return [
+            Cell(m, q, v, s)
+            for m in self.maps
+            for q in self.qualities
+            for v in self.variants
+            for s in range(self.seeds)
+        ]
+
+
+class StageLog:
+    """Prints which cell and stage runs, and how long each stage took."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, label: str) -> Iterator[None]:
+        self.console.print(f"[bold cyan]▶ {label}[/]")
+        t0 = time.perf_counter()
+        yield
+        dt = time.perf_counter() - t0
+        self.times[label] = dt
+        self.console.print(f"[green]✓ {label}[/] [dim]({dt:.1f} s)[/]")
+
+
+def _diffusion_config(preset: Preset, q_weight: float, seed: int = 0):
+    from eaq.diffusion.config import PRESETS as DIFFUSION_PRESETS
+
+    base = DIFFUSION_PRESETS.get(preset.diffusion_size)
+    if base is None:
+        raise ValueError(f"unknown diffusion size {preset.diffusion_size!r}; choose from {sorted(DIFFUSION_PRESETS)}")
+    return dataclasses.replace(
+        base,
+        n_updates=preset.diffusion_steps,
+        sample_steps=min(preset.sampler_steps, base.n_diffusion_steps),
+        q_weight=q_weight,
+        seed=seed,
+    )
+
+
+def _offline_config(learner: str, steps: int, seed: int, eval_episodes: int):
+    from eaq.offline import OfflineConfig
+
+    segment = min(250, steps)
+    return OfflineConfig(
+        learner=learner,
+        steps=steps,
+        seed=seed,
+        segment=segment,
+        eval_every=max(segment, steps // 4),
+        eval_episodes=64,
+        final_eval_episodes=eval_episodes,
+    )
+
+
+class Benchmark:
+    """Runs (or resumes) every cell of a BenchmarkConfig."""
+
+    def __init__(self, config: BenchmarkConfig, console: Console | None = None, command: str = ""):
+        self.config = config.validate()
+        self.preset = resolve_preset(config.preset, dict(config.overrides))
+        self.console = console or Console()
+        self.log = StageLog(self.console)
+        self.dir = config.run_dir
+        self.command = command
+        self._originals: dict[tuple[str, str], EpisodeBatch] = {}
+        self._qtots: dict[tuple[str, str], Any] = {}
+        self._models: dict[tuple[str, str, str], Path] = {}
+
+    # ---- bookkeeping -------------------------------------------------------------------
+    def _record_config(self) -> None:
+        record = {
+            "benchmark": {
+                **{k: v for k, v in dataclasses.asdict(self.config).items() if k not in ("out", "cache_dir")},
+                "out": str(self.config.out),
+                "cache_dir": None if self.config.cache_dir is None else str(self.config.cache_dir),
+            },
+            "preset": dataclasses.asdict(self.preset),
+        }
+        path = self.dir / "config.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old.get("preset") != record["preset"] or old["benchmark"].get("learner") != self.config.learner:
+                raise ValueError(
+                    f"{path}: run '{self.dir.name}' was started with another preset or learner; "
+                    "use --run NAME for a new run (finished cells are only reused within one configuration)"
+                )
+            # Later calls may add maps, qualities, variants or seeds to the same run.
+        atomic_write_text(path, json.dumps(record, indent=2, default=str))
+
+    def cell_file(self, cell: Cell) -> Path:
+        return self.dir / "cells" / f"{cell.key}.json"
+
+    def finished_cells(self) -> list[dict[str, Any]]:
+        files = sorted((self.dir / "cells").glob("*.json"))
+        return [json.loads(f.read_text()) for f in files]
+
+    # ---- stages ------------------------------------------------------------------------
+    def original(self, m: str, q: str) -> EpisodeBatch:
+        if (m, q) not in self._originals:
+            from eaq.behaviour.bands import Band
+            from eaq.behaviour.collect import collect_dataset
+            from eaq.behaviour.config import tiny_config
+
+            band = None if self.config.band is None else Band(q, *self.config.band, sum(self.config.band) / 2)
+            with self.log.stage(f"{m} {q}: original dataset ({self.preset.dataset_episodes} episodes)"):
+                self._originals[(m, q)] = collect_dataset(
+                    m, q, self.preset.dataset_episodes, seed=self.config.data_seed, cache_dir=self.config.cache_dir,
+                    config=tiny_config() if self.config.behaviour == "tiny" else None, band=band,
+                )
+        return self._originals[(m, q)]
+
+    def qtot(self, m: str, q: str):
+        if (m, q) not in self._qtots:
+            from eaq.offline import qtot_from_params, train_offline
+
+            cfg = _offline_config("qmix-cql", self.preset.qtot_steps, seed=0, eval_episodes=64)
+            out = self.dir / "stages" / f"{m}-{q}" / "qtot"
+            with self.log.stage(f"{m} {q}: Q_tot (QMIX+CQL, {cfg.steps} updates)"):
+                res = train_offline(cfg, [self.original(m, q)], out_dir=out, names=["original"], progress=True)
+            self._qtots[(m, q)] = (qtot_from_params(res.spec, res.config, res.params), out)
+        return self._qtots[(m, q)]
+
+    def diffusion(self, m: str, q: str, variant: str) -> Path:
+        if (m, q, variant) not in self._models:
+            self._models[(m, q, variant)] = self._train_diffusion(m, q, variant)
+        return self._models[(m, q, variant)]
+
+    def _train_diffusion(self, m: str, q: str, variant: str) -> Path:
+        from eaq.diffusion.train import train_diffusion
+
+        q_weight = self.preset.q_weight if variant == "eaq" else 0.0
+        cfg = _diffusion_config(self.preset, q_weight)
+        qtot, qtot_dir = self.qtot(m, q) if q_weight > 0 else (None, None)
+        out = self.dir / "stages" / f"{m}-{q}" / f"diffusion-{variant}"
+        with self.log.stage(f"{m} {q}: diffusion model for {variant} (eta={q_weight}, {cfg.n_updates} updates)"):
+            return train_diffusion(cfg, self.original(m, q), qtot, out, qtot_path=qtot_dir, progress=True)
+
+    def synthetic(self, cell: Cell) -> EpisodeBatch:
+        from eaq.diffusion.augment import augment
+
+        out = self.dir / "stages" / f"{cell.map}-{cell.quality}" / f"synthetic-{cell.variant}-s{cell.seed}"
+        if (out / "meta.json").exists():
+            return load_dataset(out)
+        model_dir = self.diffusion(cell.map, cell.quality, cell.variant)
+        qtot, _ = self.qtot(cell.map, cell.quality)
+        with self.log.stage(f"{cell.key}: sample {self.preset.synthetic_episodes} synthetic episodes"):
+            batch, report = augment(
+                model_dir, self.preset.synthetic_episodes, seed=1000 + cell.seed, real=self.original(cell.map, cell.quality), qtot=qtot
+            )
+            save_dataset(batch, out, force=True)
+            report.save_json(out.with_name(out.name + "-fidelity.json"))
+        return batch
+
+    def run_cell(self, cell: Cell) -> dict[str, Any]:
+        from eaq.offline import train_offline
+
+        t0 = time.perf_counter()
+        original = self.original(cell.map, cell.quality)
+        datasets, names, weights = [original], ["original"], None
+        if cell.variant != "original":
+            datasets.append(self.synthetic(cell))
+            names.append(f"synthetic ({cell.variant})")
+            w = self.preset.synthetic_weight
+            weights = [1.0 - w, w]
+        cfg = _offline_config(self.config.learner, self.preset.offline_steps, cell.seed, self.preset.eval_episodes)
+        with self.log.stage(f"{cell.key}: {cfg.learner} ({cfg.steps} updates) + evaluation ({cfg.final_eval_episodes} episodes)"):
+            res = train_offline(cfg, datasets, weights, out_dir=self.dir / "cells" / cell.key, names=names, progress=True)
+        final = res.final
+        result = {
+            **dataclasses.asdict(cell),
+            "learner": cfg.learner,
+            "normalized_return": final.normalized_return.mean,
+            "win_rate": final.win_rate.mean,
+            "return": final.ret.mean,
+            "eval_episodes": final.episodes,
+            "dataset_normalized_return": float(original.normalized_returns().mean()),
+            "dataset_win_rate": float(original.wins().mean()),
+            "synthetic_episodes": 0 if len(datasets) == 1 else datasets[1].n_episodes,
+            "synthetic_normalized_return": None if len(datasets) == 1 else float(datasets[1].normalized_returns().mean()),
+            "wall_s": time.perf_counter() - t0,
+            "preset": self.config.preset,
+        }
+        atomic_write_text(self.cell_file(cell), json.dumps(result, indent=2))
+        return result
+
+    # ---- the whole thing ---------------------------------------------------------------
+    def run(self) -> dict[str, Path]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._record_config()
+        cells = self.config.cells()
+        done = {c.key for c in cells if self.cell_file(c).exists()}
+        self.console.rule(f"EAQ benchmark '{self.dir.name}': {len(cells)} cells, {len(done)} already done")
+        for i, cell in enumerate(cells, 1):
+            if cell.key in done:
+                self.console.print(f"[dim]cell {i}/{len(cells)} {cell.key}: done, reused[/]")
+                continue
+            self.console.rule(f"cell {i}/{len(cells)}: {cell.key}")
+            self.run_cell(cell)
+        return self.report()
+
+    def report(self) -> dict[str, Path]:
+        wanted = {c.key for c in self.config.cells()}
+        cells = [c for c in self.finished_cells() if Cell(c["map"], c["quality"], c["variant"], c["seed"]).key in wanted]
+        header = (
+            f"EAQ benchmark `{self.dir.name}`, preset `{self.config.preset}`, learner `{self.config.learner}`, "
+            f"{self.config.seeds} seed(s); written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+            + (f"\nCommand: `{self.command}`" if self.command else "")
+        )
+        paths = write_report(cells, self.dir, header, extra={"stage_seconds": self.log.times})
+        rows = summarize(cells)
+        paths["bars"] = plot_bars(rows, self.dir / "bars.png")
+        paths.update(self._return_figures())
+        self.console.print(table_markdown(rows, header))
+        return paths
+
+    def _return_figures(self) -> dict[str, Path]:
+        from eaq.data.card import plot_returns
+
+        out = {}
+        for m in self.config.maps:
+            for q in self.config.qualities:
+                series = {"original": self.original(m, q)}
+                for v in ("eaq-noq", "eaq"):
+                    p = self.dir / "stages" / f"{m}-{q}" / f"synthetic-{v}-s0"
+                    if (p / "meta.json").exists():
+                        series[f"synthetic {v}"] = load_dataset(p)
+                if len(series) > 1:
+                    out[f"returns-{m}-{q}"] = plot_returns(series, self.dir / f"returns-{m}-{q}.png", title=f"{m} {q}: real vs synthetic returns")
+        return out
+
+
+def run_benchmark(config: BenchmarkConfig, console: Console | None = None, command: str = "") -> dict[str, Path]:
+    """Runs or resumes the benchmark; returns the paths of the written report files."""
+    return Benchmark(config, console, command).run()
