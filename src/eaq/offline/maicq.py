@@ -26,7 +26,8 @@ from eaq.offline.networks import (
     AgentNet,
     QMixer,
     masked_log_softmax,
-    unroll_agents,
+    stack_params,
+    unroll_agents_stacked,
     with_state_scale,
 )
 from eaq.offline.qmix_cql import take
@@ -36,7 +37,7 @@ from eaq.offline.sampler import EpisodeData, next_step_valid, shift_left
 def networks(spec: EnvSpec, cfg: OfflineConfig) -> tuple[AgentNet, QMixer]:
     return (
         AgentNet(n_actions=spec.n_actions, hidden_dim=cfg.hidden_dim),
-        QMixer(embed_dim=cfg.mixer_embed_dim, hypernet_dim=cfg.hypernet_dim),
+        QMixer(n_agents=spec.n_agents, state_dim=spec.state_dim, embed_dim=cfg.mixer_embed_dim, hypernet_dim=cfg.hypernet_dim),
     )
 
 
@@ -75,10 +76,12 @@ def loss(params: dict, target_params: dict, batch: EpisodeData, key: jax.Array, 
     n_mask = jnp.maximum(mask.sum(), 1)
 
     # ---- critic (in-sample, importance-weighted target)
-    q = unroll_agents(net, params["critic"], batch.observations)  # [B, T, N, A]
+    # Policy, critic and target critic share one scan over time.
+    stacked = stack_params(params["policy"], params["critic"], target_params["critic"])
+    logits, q, tq = unroll_agents_stacked(net, stacked, batch.observations)  # 3 x [B, T, N, A]
+    tq = jax.lax.stop_gradient(tq)
     q_taken = take(q, batch.actions)
     q_tot = mixer.apply(params["mixer"], q_taken, batch.state)  # [B, T]
-    tq = unroll_agents(net, target_params["critic"], batch.observations)
     tq_tot = mixer.apply(target_params["mixer"], take(tq, batch.actions), batch.state)
     next_tq_tot = shift_left(tq_tot)
     next_valid = shift_left(mask)
@@ -88,7 +91,6 @@ def loss(params: dict, target_params: dict, batch: EpisodeData, key: jax.Array, 
     critic_loss = jnp.sum(valid * (q_tot - y) ** 2) / jnp.maximum(valid.sum(), 1.0)
 
     # ---- policy (advantage-weighted cloning of in-sample actions)
-    logits = unroll_agents(net, params["policy"], batch.observations)
     logp_all = masked_log_softmax(logits, batch.legals)
     pi = jax.lax.stop_gradient(jnp.exp(logp_all))
     q_sg = jax.lax.stop_gradient(q)

@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -62,38 +60,74 @@ def unroll_agents(net: AgentNet, params, observations: jax.Array) -> jax.Array:
     return jnp.swapaxes(scores, 0, 1)
 
 
+def unroll_agents_stacked(net: AgentNet, stacked_params, observations: jax.Array) -> jax.Array:
+    """Several parameter sets of the same network along episodes in one scan.
+
+    stacked_params: a pytree whose leaves have a leading axis P (``stack_params``);
+    observations: [B, T, N, O] -> scores [P, B, T, N, A]. One scan instead of P halves the
+    sequential work of, e.g., the online and target networks.
+    """
+    x_tm = jnp.swapaxes(with_agent_id(observations), 0, 1)  # [T, B, N, O + N]
+    n_sets = jax.tree.leaves(stacked_params)[0].shape[0]
+    apply = jax.vmap(net.apply, in_axes=(0, 0, None))
+
+    def step(h, x_t):
+        return apply(stacked_params, h, x_t)
+
+    h0 = net.initial_hidden((n_sets,) + x_tm.shape[1:3])
+    _, scores = jax.lax.scan(step, h0, x_tm)  # [T, P, B, N, A]
+    return jnp.moveaxis(scores, 0, 2)
+
+
+def stack_params(*params):
+    """Stacks parameter pytrees of one network along a new leading axis."""
+    return jax.tree.map(lambda *x: jnp.stack(x), *params)
+
+
 class QMixer(nn.Module):
-    """QMIX monotonic mixing network.
+    """QMIX monotonic mixing network for ``n_agents`` agents and a ``state_dim`` state.
 
     ``__call__(agent_qs [..., N], state [..., S]) -> q_tot [...]``. The weights applied to the
     agent Q-values are absolute values of hypernetwork outputs, so Q_tot is monotone in each Q_i.
+    ``hyper(state)`` and ``mix(weights, agent_qs)`` split the two halves so that many joint
+    actions can be mixed with one hypernetwork pass (CQL's sampled actions).
 
     SMAX's world state mixes unit-scale features with raw positions (up to ~32), so the state is
     divided by a per-feature ``state_scale`` kept in the parameters but never trained (its
     gradient is stopped); the learners set it from the training data at initialisation.
     """
 
+    n_agents: int
+    state_dim: int
     embed_dim: int = 32
     hypernet_dim: int = 64
 
-    @nn.compact
+    def setup(self):
+        n, e, h = self.n_agents, self.embed_dim, self.hypernet_dim
+        self.state_scale = self.param("state_scale", nn.initializers.ones, (self.state_dim,))
+        self.hyper_w1 = nn.Sequential([nn.Dense(h), nn.relu, nn.Dense(n * e)])
+        self.hyper_b1 = nn.Dense(e)
+        self.hyper_w2 = nn.Sequential([nn.Dense(h), nn.relu, nn.Dense(e)])
+        self.value = nn.Sequential([nn.Dense(e), nn.relu, nn.Dense(1)])
+
     def __call__(self, agent_qs: jax.Array, state: jax.Array) -> jax.Array:
-        n = agent_qs.shape[-1]
-        e = self.embed_dim
-        scale = self.param("state_scale", nn.initializers.ones, (state.shape[-1],))
-        state = state / jax.lax.stop_gradient(scale)
+        return self.mix(self.hyper(state), agent_qs)
 
-        def hyper(out: int, name: str) -> Callable[[jax.Array], jax.Array]:
-            return nn.Sequential(
-                [nn.Dense(self.hypernet_dim, name=f"{name}_0"), nn.relu, nn.Dense(out, name=f"{name}_1")]
-            )
+    def hyper(self, state: jax.Array) -> dict[str, jax.Array]:
+        """Mixing weights from ``state [..., S]``: w1 [..., N, E] >= 0, b1 [..., E], w2 [..., E] >= 0, v [...]."""
+        state = state / jax.lax.stop_gradient(self.state_scale)
+        w1 = jnp.abs(self.hyper_w1(state)).reshape(state.shape[:-1] + (self.n_agents, self.embed_dim))
+        return {
+            "w1": w1,
+            "b1": self.hyper_b1(state),
+            "w2": jnp.abs(self.hyper_w2(state)),
+            "v": self.value(state)[..., 0],
+        }
 
-        w1 = jnp.abs(hyper(n * e, "hyper_w1")(state)).reshape(state.shape[:-1] + (n, e))
-        b1 = nn.Dense(e, name="hyper_b1")(state)
-        hidden = nn.elu(jnp.einsum("...n,...ne->...e", agent_qs, w1) + b1)
-        w2 = jnp.abs(hyper(e, "hyper_w2")(state))
-        v = nn.Dense(1, name="value_1")(nn.relu(nn.Dense(e, name="value_0")(state)))[..., 0]
-        return jnp.sum(hidden * w2, axis=-1) + v
+    def mix(self, w: dict[str, jax.Array], agent_qs: jax.Array) -> jax.Array:
+        """``agent_qs: [K..., ..., N]`` (extra leading axes broadcast against w) -> ``[K..., ...]``."""
+        hidden = nn.elu(jnp.einsum("...n,...ne->...e", agent_qs, w["w1"]) + w["b1"])
+        return jnp.sum(hidden * w["w2"], axis=-1) + w["v"]
 
 
 def masked_argmax(scores: jax.Array, legals: jax.Array) -> jax.Array:

@@ -40,7 +40,7 @@ class QtotFunction:
         network runs along T from a zero hidden state at t = 0.
         """
         agent = AgentNet(n_actions=self.spec.n_actions, hidden_dim=self.config.hidden_dim)
-        mixer = QMixer(embed_dim=self.config.mixer_embed_dim, hypernet_dim=self.config.hypernet_dim)
+        mixer = QMixer(n_agents=self.spec.n_agents, state_dim=self.spec.state_dim, embed_dim=self.config.mixer_embed_dim, hypernet_dim=self.config.hypernet_dim)
         q = unroll_agents(agent, params["agent"], observations)  # [B, T, N, A]
         agent_q = jnp.sum(action_probs * q, axis=-1)  # [B, T, N]
         return mixer.apply(params["mixer"], agent_q, state)

@@ -90,9 +90,16 @@ def episode_probabilities(sizes: Sequence[int], weights: Sequence[float] | None)
     return np.concatenate([np.full(n, wi / n) for n, wi in zip(sizes, w, strict=True)])
 
 
-def to_episode_data(datasets: Sequence[EpisodeBatch]) -> EpisodeData:
-    """Concatenates datasets (same map, already checked) into host numpy-backed EpisodeData."""
+def to_episode_data(datasets: Sequence[EpisodeBatch], trim: bool = True) -> EpisodeData:
+    """Concatenates datasets (same map, already checked) into host numpy-backed EpisodeData.
+
+    With ``trim``, the time axis is cut to the longest episode: steps past every episode's end
+    are padding in every row, and the recurrent networks' cost is linear in T.
+    """
     arrays = {k: np.concatenate([getattr(b, k) for b in datasets]) for k in ARRAY_FIELDS}
+    if trim:
+        t_max = max(1, int(arrays["mask"].sum(axis=1).max()))
+        arrays = {k: v[:, :t_max] for k, v in arrays.items()}
     return EpisodeData(**arrays)
 
 

@@ -14,6 +14,8 @@ gradient all-reduce.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
 import json
 import math
 import time
@@ -102,8 +104,9 @@ def greedy_policy(spec: EnvSpec, cfg: OfflineConfig):
     return policy, init_carry
 
 
-def make_train(config: OfflineConfig, spec: EnvSpec, state_scale: jax.Array | None = None) -> Train:
-    """Builds the learner's pure init and jitted update segment for maps shaped like ``spec``.
+def make_train(config: OfflineConfig, spec: EnvSpec) -> Train:
+    """Builds the learner's pure ``init(key, state_scale=None)`` and jitted
+    ``update_segment(state, data, probs, n_updates)`` for maps shaped like ``spec``.
 
     ``state_scale: [S]`` (see ``networks.state_scale_from_data``) is written into the mixer's
     parameters at init; the default leaves the state unscaled."""
@@ -111,7 +114,7 @@ def make_train(config: OfflineConfig, spec: EnvSpec, state_scale: jax.Array | No
     tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
     mesh = make_mesh(config)
 
-    def init(key: jax.Array) -> TrainState:
+    def init(key: jax.Array, state_scale: jax.Array | None = None) -> TrainState:
         init_key, key = jax.random.split(key)
         params, target = learner.init(init_key, spec, config, state_scale)
         return TrainState(params, target, tx.init(params), jnp.array(0, jnp.int32), key)
@@ -332,6 +335,21 @@ def _comparable(record_config: dict) -> dict:
     return {k: v for k, v in record_config.items() if k not in ignore}
 
 
+def _update_relevant(config: OfflineConfig) -> OfflineConfig:
+    """The config with fields that do not change the update step reset (a cache key)."""
+    d = OfflineConfig()
+    return dataclasses.replace(
+        config, steps=d.steps, seed=d.seed, segment=d.segment, eval_every=d.eval_every,
+        eval_episodes=d.eval_episodes, final_eval_episodes=d.final_eval_episodes,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_train(config: OfflineConfig, spec: EnvSpec) -> Train:
+    # Re-using the jitted functions lets repeated runs (seeds, resumes, tests) skip compiling.
+    return make_train(config, spec)
+
+
 def train_offline(
     config: OfflineConfig,
     datasets: Sequence[EpisodeBatch],
@@ -362,8 +380,8 @@ def train_offline(
     }
     out = Path(out_dir) if out_dir is not None else None
     data = to_episode_data(datasets)
-    train = make_train(config, spec, state_scale_from_data(data.state, data.mask))
-    state = train.init(jax.random.PRNGKey(config.seed))
+    train = _cached_train(_update_relevant(config), spec)
+    state = train.init(jax.random.PRNGKey(config.seed), state_scale_from_data(data.state, data.mask))
     start, rows = 0, []
     mgr = None
     if out is not None:
