@@ -8,6 +8,7 @@ and returns the synthetic ``EpisodeBatch`` (source ``synthetic``, validated) wit
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -30,18 +31,25 @@ def make_sampler(model: DiffusionModel, mesh: Mesh | None = None, chunk: int | N
     mesh = mesh or local_mesh()
     cfg = model.config
     chunk = mesh.size * math.ceil((chunk or cfg.sample_chunk) / mesh.size)
-    by_batch = NamedSharding(mesh, PartitionSpec("data"))
-    alpha_bars = jnp.asarray(cosine_alpha_bars(cfg.n_diffusion_steps))
     shape = (chunk, model.length, len(model.normaliser.mean))
+    sample = _jitted_sampler(
+        model.denoise, cfg.n_diffusion_steps, cfg.sample_steps, cfg.clip_denoised, shape, mesh
+    )
     params = jax.device_put(model.params, NamedSharding(mesh, PartitionSpec()))
+    return (lambda key: sample(params, key)), chunk
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_sampler(denoise, n_diffusion_steps: int, sample_steps: int, clip: float, shape, mesh: Mesh):
+    """One compiled sampler per (model, shape, mesh); the weights are an argument."""
+    by_batch = NamedSharding(mesh, PartitionSpec("data"))
+    alpha_bars = jnp.asarray(cosine_alpha_bars(n_diffusion_steps))
 
     @jax.jit
     def sample(params, key):
-        return ddim_sample(
-            model.denoise, params, key, shape, alpha_bars, cfg.sample_steps, cfg.clip_denoised, by_batch
-        )
+        return ddim_sample(denoise, params, key, shape, alpha_bars, sample_steps, clip, by_batch)
 
-    return (lambda key: sample(params, key)), chunk
+    return sample
 
 
 def sample_episodes(

@@ -1,7 +1,7 @@
 """Training of the episode diffusion model (PureJaxRL style) with checkpoints and resume.
 
-``make_train(config, layout, normaliser, qtot_apply)`` builds pure, jittable pieces: ``init(key)``
-and ``segment(state, data, mask, qtot_params, n_updates)``, which runs updates inside one
+``make_train(config, layout, qtot_apply)`` builds pure, jittable pieces: ``init(key)`` and
+``segment(state, data, mask, norm, qtot_params, n_updates)``, which runs updates inside one
 ``lax.scan``. Each update samples a minibatch of episodes, sharded over all local devices along
 the batch axis (``jax.sharding``; XLA all-reduces the gradients), so the same code runs on one
 CPU, two forced host devices, or a GPU.
@@ -13,6 +13,7 @@ orbax checkpoints, resume when re-run with the same ``out_dir``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -56,8 +57,8 @@ class Trainer(NamedTuple):
     init: Any
     """init(key) -> TrainState."""
     segment: Any
-    """segment(state, data [E, L, C], mask [E, T], qtot_params, n_updates: static) ->
-    (state, metrics {name: [n_updates]})."""
+    """segment(state, data [E, L, C], mask [E, T], norm {mean, scale: [C]}, qtot_params,
+    n_updates: static) -> (state, metrics {name: [n_updates]})."""
     denoise: Any
     """denoise(params, x_t [B, L, C], t [B]) -> x0_hat [B, L, C]."""
     length: int
@@ -74,19 +75,32 @@ def resolved_batch_size(batch_size: int, n_devices: int) -> int:
     return n_devices * math.ceil(batch_size / n_devices)
 
 
+def _compile_key(config: DiffusionConfig) -> DiffusionConfig:
+    """The config with the fields that do not change the compiled update zeroed."""
+    return dataclasses.replace(
+        config, n_updates=1, updates_per_segment=1, checkpoint_every=1, sample_chunk=1, seed=0
+    )
+
+
 def make_train(
     config: DiffusionConfig,
     layout: EpisodeLayout,
-    normaliser: Normaliser,
     qtot_apply: QtotApply | None = None,
     mesh: Mesh | None = None,
 ) -> Trainer:
     """Pure training pieces for one map; ``qtot_apply`` is needed when ``q_weight > 0`` (given
-    with ``q_weight = 0``, L_Q and mean Q_tot are still computed and logged, without gradient)."""
+    with ``q_weight = 0``, L_Q and mean Q_tot are still computed and logged, without gradient).
+
+    Cached: the same (config, map, Q_tot, mesh) reuses the compiled segment (resume, tests).
+    """
     config.validate()
     if config.q_weight > 0 and qtot_apply is None:
         raise ValueError(f"q_weight={config.q_weight} needs a Q_tot function (--qtot); use 0 for EAQ^-Q")
-    mesh = mesh or local_mesh()
+    return _make_train(_compile_key(config), layout, qtot_apply, mesh or local_mesh())
+
+
+@functools.lru_cache(maxsize=16)
+def _make_train(config: DiffusionConfig, layout: EpisodeLayout, qtot_apply, mesh: Mesh) -> Trainer:
     batch_size = resolved_batch_size(config.batch_size, mesh.size)
     by_batch = NamedSharding(mesh, PartitionSpec("data"))
     T, C = layout.spec.max_steps, layout.n_channels
@@ -100,7 +114,6 @@ def make_train(
     denoise = model.apply
     alpha_bars = jnp.asarray(cosine_alpha_bars(config.n_diffusion_steps))
     time_valid = jnp.arange(L) < T
-    norm_mean, norm_scale = jnp.asarray(normaliser.mean), jnp.asarray(normaliser.scale)
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.adam(config.learning_rate))
 
     def init(key: jax.Array) -> TrainState:
@@ -109,7 +122,7 @@ def make_train(
         ema = jax.tree.map(lambda p: jnp.array(p, copy=True), params)  # own buffers: donated
         return TrainState(params, ema, tx.init(params), jnp.zeros((), jnp.int32), key)
 
-    def loss_fn(params, x0, mask, key, qtot_params):
+    def loss_fn(params, x0, mask, key, norm, qtot_params):
         l_diff, x0_hat = diffusion_loss(denoise, params, x0, time_valid, key, alpha_bars)
         if qtot_apply is None:
             l_q = mean_q = jnp.zeros(())
@@ -117,31 +130,31 @@ def make_train(
             # eta = 0 (EAQ^-Q) still logs L_Q, but no gradient flows through Q_tot.
             guided = x0_hat if config.q_weight > 0 else jax.lax.stop_gradient(x0_hat)
             l_q, mean_q = q_loss(
-                qtot_apply, qtot_params, guided, mask, norm_mean, norm_scale, layout, config.q_temperature
+                qtot_apply, qtot_params, guided, mask, norm["mean"], norm["scale"], layout, config.q_temperature
             )
         loss = l_diff + config.q_weight * l_q
         return loss, {"loss": loss, "loss_diffusion": l_diff, "loss_q": l_q, "mean_q": mean_q}
 
-    def update(state: TrainState, data, mask, qtot_params):
+    def update(state: TrainState, data, mask, norm, qtot_params):
         key, k_idx, k_loss = jax.random.split(state.key, 3)
         idx = jax.random.randint(k_idx, (batch_size,), 0, data.shape[0])
         x0 = jax.lax.with_sharding_constraint(data[idx], by_batch)
         m = jax.lax.with_sharding_constraint(mask[idx], by_batch)
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x0, m, k_loss, qtot_params)
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x0, m, k_loss, norm, qtot_params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = ema_update(state.ema_params, params, config.ema_decay, state.step)
         return TrainState(params, ema, opt_state, state.step + 1, key), metrics
 
-    def segment(state, data, mask, qtot_params, n_updates: int):
+    def segment(state, data, mask, norm, qtot_params, n_updates: int):
         def body(s, _):
-            return update(s, data, mask, qtot_params)
+            return update(s, data, mask, norm, qtot_params)
 
         return jax.lax.scan(body, state, None, length=n_updates)
 
     return Trainer(
         init=init,
-        segment=jax.jit(segment, static_argnums=4, donate_argnums=0),
+        segment=jax.jit(segment, static_argnums=5, donate_argnums=0),
         denoise=denoise,
         length=L,
     )
@@ -269,12 +282,10 @@ def train_diffusion(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     normaliser = fit_normaliser(batch)
-    trainer = make_train(config, layout, normaliser, None if qtot is None else qtot.apply, mesh)
+    trainer = make_train(config, layout, None if qtot is None else qtot.apply, mesh)
     restored = _restore(out_dir, trainer, layout.n_channels, mesh) if resuming else None
     if restored is not None:
-        state, normaliser = restored
-        # the normaliser lives in the checkpoint: rebuild the loss with the saved statistics
-        trainer = make_train(config, layout, normaliser, None if qtot is None else qtot.apply, mesh)
+        state, normaliser = restored  # the normaliser lives in the checkpoint
     else:
         state = replicate(trainer.init(jax.random.PRNGKey(config.seed)), mesh)
     record["length"] = trainer.length
@@ -283,6 +294,7 @@ def train_diffusion(
 
     data = replicate(jnp.asarray(encode(batch, normaliser, trainer.length)), mesh)
     mask = replicate(jnp.asarray(batch.mask), mesh)
+    norm = replicate(normaliser.to_tree(), mesh)
     qtot_params = replicate(qtot.params, mesh) if qtot is not None else None
     metrics_path = out_dir / METRICS_FILE
     history = json.loads(metrics_path.read_text()) if metrics_path.exists() and restored else []
@@ -295,7 +307,7 @@ def train_diffusion(
         task = bar.add_task("diffusion", total=config.n_updates, completed=done, ld=float("nan"), lq=float("nan"))
         while done < config.n_updates:
             n = min(config.updates_per_segment, config.n_updates - done)
-            state, metrics = trainer.segment(state, data, mask, qtot_params, n)
+            state, metrics = trainer.segment(state, data, mask, norm, qtot_params, n)
             metrics = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
             done = int(state.step)
             history.append({"step": done, **metrics})
@@ -377,8 +389,7 @@ def load_model(model_dir: str | Path, mesh: Mesh | None = None) -> DiffusionMode
     spec = EnvSpec.from_dict(record["spec"])
     layout = EpisodeLayout(spec)
     mesh = mesh or local_mesh()
-    dummy = Normaliser(np.zeros(layout.n_channels, np.float32), np.ones(layout.n_channels, np.float32))
-    trainer = make_train(dataclasses.replace(config, q_weight=0.0), layout, dummy, None, mesh)
+    trainer = make_train(dataclasses.replace(config, q_weight=0.0), layout, None, mesh)
     restored = _restore(model_dir, trainer, layout.n_channels, mesh)
     if restored is None:
         raise FileNotFoundError(f"{model_dir / CHECKPOINT_DIR}: no checkpoint to load")

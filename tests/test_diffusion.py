@@ -1,0 +1,231 @@
+"""Episode diffusion model: codec, U-Net, training, sampling, decoding/filtering, data parallelism.
+
+Everything runs for real on tiny configs (a U-Net of width 8, a few updates, 16 random 3m
+episodes); the Q_tot-guided parts are in test_diffusion_qtot.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+
+from eaq.data.validate import validate_batch
+from eaq.diffusion.augment import augment, make_sampler
+from eaq.diffusion.codec import EpisodeLayout, encode, fit_normaliser
+from eaq.diffusion.config import PRESETS, DiffusionConfig
+from eaq.diffusion.decode import decode, to_batch
+from eaq.diffusion.diffusion import cosine_alpha_bars, diffusion_loss
+from eaq.diffusion.train import load_model, make_train, replicate, train_diffusion
+from eaq.diffusion.unet import TemporalUNet, padded_length
+
+N_SEG = 10  # every segment call below uses the same length: one compilation per trainer
+# make_train is cached on the compile-relevant config, so the fixtures share compilations.
+TINY = dataclasses.replace(PRESETS["tiny"], learning_rate=1e-3, n_updates=N_SEG, updates_per_segment=N_SEG)
+
+
+def test_codec_round_trip_is_exact_on_real_data(random_batch_3m):
+    batch = random_batch_3m
+    norm = fit_normaliser(batch)
+    x = encode(batch, norm, length=104)
+    assert x.shape == (16, 104, EpisodeLayout(batch.spec).n_channels) == (16, 104, 348)
+    decoded = decode(x, norm, batch.spec)
+    assert (decoded.broken == "").all()
+    back, dropped = to_batch(decoded, batch.meta)
+    assert dropped == {}
+    validate_batch(back)
+    for name in ("actions", "legals", "rewards", "terminals", "truncations", "mask"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(batch, name), err_msg=name)
+    np.testing.assert_allclose(back.observations, batch.observations, atol=1e-5)
+    np.testing.assert_allclose(back.state, batch.state, atol=1e-5)
+    # the raw argmax of real one-hot actions is always legal
+    assert decoded.raw_legal[batch.mask].all()
+
+
+def test_layout_split_finds_each_quantity(random_batch_3m):
+    batch = random_batch_3m
+    layout = EpisodeLayout(batch.spec)
+    norm = fit_normaliser(batch)
+    parts = layout.split(norm.denormalise(encode(batch, norm)))
+    np.testing.assert_allclose(parts["state"], batch.state, atol=1e-5)
+    np.testing.assert_array_equal(parts["alive"], batch.mask.astype(np.float32))
+    np.testing.assert_array_equal(parts["legal"], batch.legals.astype(np.float32))
+
+
+def test_unet_shapes_and_padding():
+    assert padded_length(100, 4) == 104 and padded_length(100, 3) == 100 and padded_length(100, 1) == 100
+    model = TemporalUNet(out_channels=12, base_channels=8, channel_mults=(1, 2, 4, 8))
+    x = jnp.zeros((2, 104, 12))
+    t = jnp.array([0, 5])
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, t)  # shapes only: no compile
+    assert jax.eval_shape(model.apply, params, x, t).shape == (2, 104, 12)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        jax.eval_shape(model.apply, params, jnp.zeros((2, 100, 12)), t)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        DiffusionConfig(base_channels=12).validate()
+    with pytest.raises(ValueError, match="sample_steps"):
+        DiffusionConfig(n_diffusion_steps=10, sample_steps=20).validate()
+
+
+@pytest.fixture(scope="module")
+def setup(random_batch_3m):
+    """Encoded data and a 2-device trainer (tiny U-Net)."""
+    batch = random_batch_3m
+    layout = EpisodeLayout(batch.spec)
+    norm = fit_normaliser(batch)
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    trainer = make_train(TINY, layout, None, mesh)
+    data = replicate(jnp.asarray(encode(batch, norm, trainer.length)), mesh)
+    mask = replicate(jnp.asarray(batch.mask), mesh)
+    norm_tree = replicate(norm.to_tree(), mesh)
+    return batch, layout, norm_tree, mesh, trainer, data, mask
+
+
+def _fixed_loss(trainer, params, data):
+    """The diffusion loss on the whole fixed batch for 4 fixed noise draws."""
+    ab = jnp.asarray(cosine_alpha_bars(TINY.n_diffusion_steps))
+    valid = jnp.arange(trainer.length) < 100
+
+    @jax.jit
+    def loss(params):
+        keys = jax.random.split(jax.random.PRNGKey(123), 4)
+        one = lambda k: diffusion_loss(trainer.denoise, params, data, valid, k, ab)[0]  # noqa: E731
+        return jax.lax.map(one, keys).mean()
+
+    return float(loss(params))
+
+
+def test_training_reduces_loss_on_a_fixed_batch(setup):
+    _, _, norm, mesh, trainer, data, mask = setup
+    state = replicate(trainer.init(jax.random.PRNGKey(0)), mesh)
+    before = _fixed_loss(trainer, state.params, data)
+    for _ in range(3):
+        state, metrics = trainer.segment(state, data, mask, norm, None, N_SEG)
+    after = _fixed_loss(trainer, state.params, data)
+    assert int(state.step) == 3 * N_SEG
+    assert np.isfinite(metrics["loss"]).all()
+    assert after < 0.9 * before, (before, after)
+
+
+def test_training_is_data_parallel_over_two_devices(setup):
+    batch, layout, norm, mesh, trainer, data, mask = setup
+    assert jax.device_count() == 2 and mesh.size == 2
+    state = replicate(trainer.init(jax.random.PRNGKey(1)), mesh)
+    state2, m2 = trainer.segment(state, data, mask, norm, None, N_SEG)
+    leaf = jax.tree.leaves(state2.params)[0]
+    assert len(leaf.sharding.device_set) == 2  # the model lives on both devices
+
+    # The same updates on one device give the same result: the batch split is exact.
+    mesh1 = Mesh(np.array(jax.devices()[:1]), ("data",))
+    trainer1 = make_train(TINY, layout, None, mesh1)
+    state1, m1 = trainer1.segment(
+        replicate(trainer1.init(jax.random.PRNGKey(1)), mesh1),
+        replicate(jax.device_get(data), mesh1),
+        replicate(jax.device_get(mask), mesh1),
+        replicate(jax.device_get(norm), mesh1),
+        None,
+        N_SEG,
+    )
+    # (Parameters are not compared: Adam's first steps amplify float-summation-order noise.)
+    np.testing.assert_allclose(m1["loss_diffusion"], m2["loss_diffusion"], rtol=2e-3)
+    assert int(state1.step) == int(state2.step) == N_SEG
+
+
+def test_decode_filter_drops_and_counts_broken_samples(random_batch_3m):
+    batch = random_batch_3m
+    norm = fit_normaliser(batch)
+    layout = EpisodeLayout(batch.spec)
+    x = encode(batch, norm, 104)
+    x[0, 3, 5] = np.nan  # non-finite
+    x[1, 2, layout.alive_channel] = -1.0  # alive stops at t=2, before the episode's ending
+    layout.split(x)["legal"][2, 0, 0, :] = -1.0  # agent 0 has no legal action at t=0 (a view)
+    x[3, :, layout.terminal_channel] = -1.0  # no ending: runs to the time limit...
+    x[3, :, layout.alive_channel] = 1.0  # ...and stays alive with a legal action: a valid
+    layout.split(x)["legal"][3, :, :, 4] = 1.0  # truncated episode
+    x[4, :, layout.reward_channel] = 10.0  # returns far above the maximum
+    decoded = decode(x, norm, batch.spec)
+    kept, dropped = to_batch(decoded, batch.meta)
+    assert dropped == {
+        "non-finite values": 1,
+        "stops before its ending": 1,
+        "agent without a legal action": 1,
+        "implausible return": 1,
+    }
+    assert kept.n_episodes == 12
+    validate_batch(kept)
+    # sample 3 became a time-limit episode: full length, truncated at the last step
+    j = 3 - 3  # samples 0-2 were dropped before it
+    assert kept.mask[j].all() and kept.truncations[j, -1] and not kept.terminals[j].any()
+
+
+def test_decode_picks_legal_actions_only(random_batch_3m):
+    batch = random_batch_3m
+    norm = fit_normaliser(batch)
+    layout = EpisodeLayout(batch.spec)
+    x = encode(batch, norm, 100)
+    rng = np.random.default_rng(0)
+    parts = layout.split(x)
+    parts["action"][...] = rng.normal(size=parts["action"].shape)  # views: edits x in place
+    decoded = decode(x, norm, batch.spec)
+    kept, _ = to_batch(decoded, batch.meta)
+    validate_batch(kept)  # every chosen action is legal under the decoded legals
+    assert decoded.raw_legal[batch.mask].mean() < 1.0  # random logits often prefer illegal ones
+
+
+@pytest.fixture(scope="module")
+def trained_model(random_batch_3m, tmp_path_factory):
+    out = tmp_path_factory.mktemp("diffusion") / "model"
+    cfg = TINY
+    train_diffusion(cfg, random_batch_3m, None, out, progress=False)
+    return out, cfg
+
+
+def test_train_diffusion_writes_checkpoint_and_resumes(trained_model, random_batch_3m):
+    out, cfg = trained_model
+    record = json.loads((out / "config.json").read_text())
+    assert record["diffusion"]["n_updates"] == N_SEG and record["n_devices"] == 2
+    assert load_model(out).step == N_SEG
+    # re-running with more updates resumes from the checkpoint instead of starting over
+    train_diffusion(dataclasses.replace(cfg, n_updates=2 * N_SEG), random_batch_3m, None, out, progress=False)
+    model = load_model(out)
+    assert model.step == 2 * N_SEG
+    history = json.loads((out / "metrics.json").read_text())
+    assert [h["step"] for h in history] == [N_SEG, 2 * N_SEG]
+    np.testing.assert_array_equal(model.normaliser.scale, fit_normaliser(random_batch_3m).scale)
+    with pytest.raises(ValueError, match="differs"):
+        train_diffusion(dataclasses.replace(cfg, base_channels=16), random_batch_3m, None, out, progress=False)
+    with pytest.raises(ValueError, match="needs a Q_tot"):
+        train_diffusion(dataclasses.replace(cfg, q_weight=0.1), random_batch_3m, None, out, progress=False)
+
+
+def test_sampler_output_is_finite_with_the_right_shape(trained_model):
+    out, _ = trained_model
+    model = load_model(out)
+    sample, chunk = make_sampler(model, chunk=5)
+    assert chunk == 6  # rounded up to a multiple of the 2 devices
+    x = np.asarray(sample(jax.random.PRNGKey(0)))
+    assert x.shape == (6, model.length, 348)
+    assert np.isfinite(x).all()
+
+
+def test_augment_writes_only_valid_synthetic_episodes(trained_model, random_batch_3m):
+    out, _ = trained_model
+    synthetic, report = augment(out, 8, seed=3, real=random_batch_3m)
+    validate_batch(synthetic)
+    assert synthetic.meta.source == "synthetic" and synthetic.meta.seed == 3
+    assert 1 <= synthetic.n_episodes <= 8
+    assert report.n_valid == synthetic.n_episodes
+    assert report.n_generated - sum(report.dropped.values()) >= report.n_valid
+    assert 0 <= report.validity_rate <= 1 and 0 <= report.legality_rate <= 1
+    assert set(report.channel_distance) >= {"obs", "state", "reward", "action", "terminal"}
+    assert len(report.per_channel_distance) == 348
+    assert report.q_tot is None  # no Q_tot was given or recorded
+    json.dumps(report.to_dict())
