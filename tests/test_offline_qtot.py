@@ -9,7 +9,7 @@ import pytest
 
 from eaq.offline import OfflineConfig, load_qtot, qmix_cql, qtot_from_params, train_offline
 
-TINY = dict(steps=4, batch_size=4, segment=2, eval_every=2, eval_episodes=0, final_eval_episodes=0)
+TINY = dict(steps=4, batch_size=4, segment=2, eval_every=2, eval_episodes=0, final_eval_episodes=0, data_parallel=False)
 
 
 @pytest.fixture(scope="module")
