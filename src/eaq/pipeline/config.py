@@ -40,7 +40,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     # Minutes on a 2-core laptop for one map/quality/seed: the demo.
     "smoke": Preset(
-        dataset_episodes=300, qtot_steps=1500, diffusion_steps=1500, diffusion_size="small",
+        dataset_episodes=300, qtot_steps=1500, diffusion_steps=1500, diffusion_size="default",
         sampler_steps=20, q_weight=0.1, synthetic_episodes=300, synthetic_weight=0.5,
         offline_steps=1500, eval_episodes=256,
     ),
