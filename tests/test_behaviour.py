@@ -161,3 +161,24 @@ def test_config_is_validated_and_keyed():
         IPPOConfig(updates_per_segment=4, checkpoint_every=10)
     assert IPPOConfig().training_key() != IPPOConfig(lr=1e-3).training_key()
     assert IPPOConfig().training_key() == IPPOConfig().training_key()
+
+
+def test_gru_actor_resets_and_masks_illegal_actions():
+    import jax.numpy as jnp
+
+    from eaq.behaviour.networks import ActorCritic
+
+    net = ActorCritic(n_actions=5, hidden_dim=16, recurrent=True, gru_dim=8)
+    T, B, D = 6, 3, 7
+    obs = jax.random.normal(jax.random.PRNGKey(0), (T, B, D))
+    legals = jnp.ones((T, B, 5), bool).at[..., 1].set(False)
+    resets = jnp.zeros((T, B), bool).at[3].set(True)
+    params = net.init(jax.random.PRNGKey(1), jnp.zeros((B, 8)), obs, resets, legals)
+    _, logits, value = net.apply(params, jnp.zeros((B, 8)), obs, resets, legals)
+    assert logits.shape == (T, B, 5) and value.shape == (T, B)
+    assert float(jax.nn.softmax(logits)[..., 1].max()) < 1e-6  # illegal action never sampled
+    # after the reset at t=3 the outputs do not depend on what came before
+    other = obs.at[:3].set(-obs[:3])
+    _, logits2, _ = net.apply(params, jnp.ones((B, 8)), other, resets, legals)
+    np.testing.assert_allclose(logits[3:], logits2[3:], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(logits[:3], logits2[:3])  # ... while before it they do
