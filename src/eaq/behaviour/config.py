@@ -56,7 +56,7 @@ class IPPOConfig:
     stop_when_bands_covered: bool = True
     """Stop early once a checkpoint reaches good_stop_return (the poor and medium bands then
     have a checkpoint or were crossed, and refinement fills them); else at the step budget."""
-    good_stop_return: float = 85.0
+    good_stop_return: float = 90.0
     """Greedy normalized return (%) that ends training early (above the good band's 80 %
     floor, so the Good behaviour is not a borderline one)."""
     refine_lr_scale: float = 0.1

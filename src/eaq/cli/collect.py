@@ -9,8 +9,11 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class Collect:
-    """Train (or reuse) an IPPO behaviour, pick the checkpoint in the quality band, collect
-    epsilon-greedy episodes and save them as a dataset."""
+    """Collect a Poor / Medium / Good dataset from a trained (cached) IPPO behaviour.
+
+    Trains or reuses the behaviour run, picks the checkpoint whose greedy normalized return is
+    in the quality band, and records epsilon-greedy episodes; exits non-zero (naming the
+    nearest checkpoint) when no checkpoint is in the band."""
 
     map: str = "3m"
     """SMAX map (3m, 2s3z, 8m, 5m_vs_6m, ...)."""
