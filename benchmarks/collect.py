@@ -21,11 +21,13 @@ from pathlib import Path
 import jax
 
 
-def run_map(map_name: str, episodes: int, seed: int, cache_dir: Path) -> dict:
+def run_map(map_name: str, episodes: int, seed: int, cache_dir: Path, updates: int | None = None) -> dict:
     from eaq.behaviour import NoCheckpointInBand, collect_dataset, default_config, train_behaviour
     from eaq.data.card import dataset_card
 
     config = default_config(map_name)
+    if updates is not None:
+        config = config.replace(num_updates=updates)
     result = {"map": map_name, "episodes": episodes, "seed": seed, "config": config.to_dict(),
               "config_hash": config.training_key(), "cache_dir": str(cache_dir), "qualities": {}}
     t0 = time.perf_counter()
@@ -56,6 +58,7 @@ def main() -> int:
     p.add_argument("--episodes", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", type=Path, default=None, help="default: a fresh temporary directory")
+    p.add_argument("--updates", type=int, default=None, help="override the training step budget (PPO updates)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args()
     machine = {"platform": platform.platform(), "processor": platform.processor(),
@@ -64,7 +67,7 @@ def main() -> int:
     results = []
     for map_name in args.maps:
         cache = args.cache_dir or Path(tempfile.mkdtemp(prefix=f"eaq-bench-{map_name}-"))
-        r = run_map(map_name, args.episodes, args.seed, cache)
+        r = run_map(map_name, args.episodes, args.seed, cache, args.updates)
         r["machine"] = machine
         results.append(r)
         ok = all("card" in q for q in r["qualities"].values())
