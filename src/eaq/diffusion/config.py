@@ -80,7 +80,15 @@ class DiffusionConfig:
 PRESETS: dict[str, DiffusionConfig] = {
     # Sized for the 20-minute default EAQ stage on 3m on two CPU cores (docs/diffusion.md).
     "default": DiffusionConfig(),
-    # Seconds on a CPU: tests, smoke runs and `eaq demo`.
+    # Minutes on a CPU: the demo / smoke benchmark (eaq.pipeline "smoke" preset).
+    "small": DiffusionConfig(
+        base_channels=16,
+        channel_mults=(1, 2, 4),
+        batch_size=16,
+        n_updates=1500,
+        sample_steps=20,
+    ),
+    # Seconds on a CPU: tests and smoke runs.
     "tiny": DiffusionConfig(
         base_channels=8,
         channel_mults=(1, 2),
