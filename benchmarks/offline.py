@@ -97,16 +97,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{q:6s} {learner:8s} seed {seed}: normalized return {f.normalized_return}, "
                       f"win rate {f.win_rate}, {res.seconds_per_10k_updates:.0f} s/10k updates "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
-            nr = mean_ci(nrs)
+            # Across seeds when there are several; with one seed, the run's own CI over its
+            # evaluation episodes (said in the table's "CI over" column).
+            nr = mean_ci(nrs) if len(nrs) > 1 else type(f.normalized_return)(**f.normalized_return.to_dict())
             rows.append({
                 "quality": q, "learner": learner, "dataset_normalized_return": ds_nr, "dataset_win_rate": ds_win,
                 "normalized_return": nr.to_dict(), "win_rate": float(np.mean(wins)),
                 "seconds_per_10k_updates": float(np.mean(per10k)) if per10k else None, "seeds": args.seeds,
+                "ci_over": "seeds" if len(nrs) > 1 else f"{args.eval_episodes} eval episodes",
             })
 
     lines = [
-        f"| {args.map} data | dataset norm. return | dataset win rate | learner | norm. return (mean ± 95 % CI over seeds) | win rate | s / 10k updates |",
-        "|---|---|---|---|---|---|---|",
+        f"| {args.map} data | dataset norm. return | dataset win rate | learner | norm. return (mean ± 95 % CI) | CI over | win rate | s / 10k updates |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         nr = r["normalized_return"]
@@ -114,9 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         per = r["seconds_per_10k_updates"]
         lines.append(
             f"| {r['quality']} | {r['dataset_normalized_return']:.1f} | {100 * r['dataset_win_rate']:.0f} % | {r['learner']} "
-            f"| {nr['mean']:.1f} ± {half:.1f} | {100 * r['win_rate']:.0f} % | {per:.0f} |" if per else
-            f"| {r['quality']} | {r['dataset_normalized_return']:.1f} | {100 * r['dataset_win_rate']:.0f} % | {r['learner']} "
-            f"| {nr['mean']:.1f} ± {half:.1f} | {100 * r['win_rate']:.0f} % | n/a |"
+            f"| {nr['mean']:.1f} ± {half:.1f} | {r['ci_over']} | {100 * r['win_rate']:.0f} % | "
+            + (f"{per:.0f} |" if per else "n/a |")
         )
     table = "\n".join(lines)
     print(table)

@@ -429,6 +429,7 @@ def train_offline(
         bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn())
         task = bar.add_task(f"{config.learner} {spec.map_name}", total=config.steps, completed=start)
         bar.start()
+    last_metrics: dict = {}
     try:
         step = start
         while step < config.steps:
@@ -469,8 +470,11 @@ def train_offline(
     if config.final_eval_episodes:
         final = evaluate(learner.acting_params(state.params), jax.random.fold_in(eval_key, config.steps), config.final_eval_episodes)
         if not rows or int(float(rows[-1]["step"])) < config.steps:
-            rows.append(_eval_row(config.steps, locals().get("last_metrics", {}), final, time.perf_counter() - t0))
+            rows.append(_eval_row(config.steps, last_metrics, final, time.perf_counter() - t0))
     per10k = 1e4 * timed_seconds / timed_updates if timed_updates else math.nan
+    if out is not None and math.isnan(per10k) and (out / RESULT_FILE).is_file():
+        # Nothing was timed in this call (a finished run re-opened): keep the measured figure.
+        per10k = float(json.loads((out / RESULT_FILE).read_text()).get("seconds_per_10k_updates") or math.nan)
     if out is not None:
         _write_curve(out, rows, f"{config.learner} on {spec.map_name}")
         result = {
