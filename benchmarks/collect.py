@@ -34,9 +34,11 @@ def run_map(map_name: str, episodes: int, seed: int, cache_dir: Path, updates: i
     run = train_behaviour(map_name, seed, config, cache_dir, progress=sys.stderr.isatty())
     result["train_s"] = time.perf_counter() - t0
     result["train_finished"] = run.finished
-    result["train_updates"] = run.evals[-1].step if run.evals else 0
-    result["train_timesteps"] = run.evals[-1].timesteps if run.evals else 0
-    result["checkpoints"] = [(e.step, round(e.normalized_return, 1), round(100 * e.win_rate, 1))
+    main_line = [e for e in run.evals if e.store == "checkpoints"]
+    result["train_updates"] = main_line[-1].step if main_line else 0
+    result["train_timesteps"] = main_line[-1].timesteps if main_line else 0
+    result["checkpoints"] = [(e.name if e.store != "checkpoints" else e.step,
+                              round(e.normalized_return, 1), round(100 * e.win_rate, 1))
                              for e in run.evals]
     for quality in ("poor", "medium", "good"):
         t = time.perf_counter()
