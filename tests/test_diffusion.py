@@ -68,6 +68,11 @@ def test_unet_shapes_and_padding():
         jax.eval_shape(model.apply, params, jnp.zeros((2, 100, 12)), t)
 
 
+def test_sample_chunk_is_rounded_to_the_device_count(trained_model):
+    _, chunk = make_sampler(load_model(trained_model[0]), chunk=5)
+    assert chunk == 6  # 2 devices; nothing is compiled until the sampler is called
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="multiple of 8"):
         DiffusionConfig(base_channels=12).validate()
@@ -209,10 +214,10 @@ def test_train_diffusion_writes_checkpoint_and_resumes(trained_model, random_bat
 def test_sampler_output_is_finite_with_the_right_shape(trained_model):
     out, _ = trained_model
     model = load_model(out)
-    sample, chunk = make_sampler(model, chunk=5)
-    assert chunk == 6  # rounded up to a multiple of the 2 devices
+    sample, chunk = make_sampler(model)  # the chunk augment uses too: one compilation
+    assert chunk == TINY.sample_chunk == 32
     x = np.asarray(sample(jax.random.PRNGKey(0)))
-    assert x.shape == (6, model.length, 348)
+    assert x.shape == (32, model.length, 348)
     assert np.isfinite(x).all()
 
 

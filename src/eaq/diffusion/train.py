@@ -100,25 +100,25 @@ def make_train(
 
 
 @functools.lru_cache(maxsize=16)
+def _denoiser(n_channels: int, base: int, mults: tuple[int, ...], kernel: int):
+    """One ``apply`` per architecture, so compiled samplers are shared between runs."""
+    return TemporalUNet(n_channels, base, mults, kernel).apply
+
+
+@functools.lru_cache(maxsize=16)
 def _make_train(config: DiffusionConfig, layout: EpisodeLayout, qtot_apply, mesh: Mesh) -> Trainer:
     batch_size = resolved_batch_size(config.batch_size, mesh.size)
     by_batch = NamedSharding(mesh, PartitionSpec("data"))
     T, C = layout.spec.max_steps, layout.n_channels
     L = padded_length(T, len(config.channel_mults))
-    model = TemporalUNet(
-        out_channels=C,
-        base_channels=config.base_channels,
-        channel_mults=tuple(config.channel_mults),
-        kernel_size=config.kernel_size,
-    )
-    denoise = model.apply
+    denoise = _denoiser(C, config.base_channels, tuple(config.channel_mults), config.kernel_size)
     alpha_bars = jnp.asarray(cosine_alpha_bars(config.n_diffusion_steps))
     time_valid = jnp.arange(L) < T
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.adam(config.learning_rate))
 
     def init(key: jax.Array) -> TrainState:
         k_init, key = jax.random.split(key)
-        params = model.init(k_init, jnp.zeros((1, L, C)), jnp.zeros((1,), jnp.int32))
+        params = TemporalUNet(C, config.base_channels, tuple(config.channel_mults), config.kernel_size).init(k_init, jnp.zeros((1, L, C)), jnp.zeros((1,), jnp.int32))
         ema = jax.tree.map(lambda p: jnp.array(p, copy=True), params)  # own buffers: donated
         return TrainState(params, ema, tx.init(params), jnp.zeros((), jnp.int32), key)
 
