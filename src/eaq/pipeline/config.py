@@ -38,22 +38,23 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # Minutes on a 2-core laptop for one map/quality/seed: the demo.
+    # The demo: one map, quality and seed in minutes on a 2-core laptop. Too short to learn
+    # well (the learner stays below the data); it shows the pipeline, not the science.
     "smoke": Preset(
-        dataset_episodes=300, qtot_steps=1500, diffusion_steps=1500, diffusion_size="default",
+        dataset_episodes=300, qtot_steps=600, diffusion_steps=1500, diffusion_size="small",
         sampler_steps=20, q_weight=0.1, synthetic_episodes=300, synthetic_weight=0.5,
+        offline_steps=600, eval_episodes=256,
+    ),
+    # A reduced but real run on CPU (see docs/benchmark.md for measured times per cell).
+    "fast": Preset(
+        dataset_episodes=1000, qtot_steps=1500, diffusion_steps=3000, diffusion_size="small",
+        sampler_steps=20, q_weight=0.1, synthetic_episodes=1000, synthetic_weight=0.5,
         offline_steps=1500, eval_episodes=256,
     ),
-    # A real but reduced run (about an hour per map and quality on 2 cores).
-    "fast": Preset(
-        dataset_episodes=1000, qtot_steps=5000, diffusion_steps=5000, diffusion_size="default",
-        sampler_steps=32, q_weight=0.1, synthetic_episodes=1000, synthetic_weight=0.5,
-        offline_steps=5000, eval_episodes=256,
-    ),
-    # The intended benchmark (GPU recommended).
+    # The intended benchmark (GPU recommended): OG-MARL-sized learner runs.
     "full": Preset(
-        dataset_episodes=1000, qtot_steps=20000, diffusion_steps=50000, diffusion_size="default",
-        sampler_steps=64, q_weight=0.1, synthetic_episodes=2000, synthetic_weight=0.5,
+        dataset_episodes=1000, qtot_steps=10000, diffusion_steps=20000, diffusion_size="default",
+        sampler_steps=50, q_weight=0.1, synthetic_episodes=2000, synthetic_weight=0.5,
         offline_steps=20000, eval_episodes=512,
     ),
 }
