@@ -30,7 +30,7 @@ class Benchmark:
     seeds: int = 5
     """Seeds per cell."""
     preset: Literal["smoke", "fast", "full"] = "fast"
-    """Stage sizes (smoke: minutes; fast: about an hour per map and quality on 2 cores; full: GPU)."""
+    """Stage sizes (smoke: minutes; fast: minutes per cell on 2 CPU cores; full: GPU)."""
     out: Path = Path("results")
     """Results root; the run is written to OUT/RUN."""
     run_name: Annotated[str | None, tyro.conf.arg(name="run")] = None

@@ -41,15 +41,15 @@ PRESETS: dict[str, Preset] = {
     # The demo: one map, quality and seed in minutes on a 2-core laptop. Too short to learn
     # well (the learner stays below the data); it shows the pipeline, not the science.
     "smoke": Preset(
-        dataset_episodes=300, qtot_steps=600, diffusion_steps=1500, diffusion_size="small",
+        dataset_episodes=300, qtot_steps=600, diffusion_steps=400, diffusion_size="small",
         sampler_steps=20, q_weight=0.1, synthetic_episodes=300, synthetic_weight=0.5,
         offline_steps=600, eval_episodes=256,
     ),
-    # A reduced but real run on CPU (see docs/benchmark.md for measured times per cell).
+    # A reduced but real run on a CPU: minutes per cell (measured in docs/benchmark.md).
     "fast": Preset(
-        dataset_episodes=1000, qtot_steps=1500, diffusion_steps=3000, diffusion_size="small",
-        sampler_steps=20, q_weight=0.1, synthetic_episodes=1000, synthetic_weight=0.5,
-        offline_steps=1500, eval_episodes=256,
+        dataset_episodes=1000, qtot_steps=1000, diffusion_steps=1000, diffusion_size="small",
+        sampler_steps=20, q_weight=0.1, synthetic_episodes=500, synthetic_weight=0.5,
+        offline_steps=1000, eval_episodes=256,
     ),
     # The intended benchmark (GPU recommended): OG-MARL-sized learner runs.
     "full": Preset(

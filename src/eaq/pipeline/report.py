@@ -47,6 +47,10 @@ def summarize(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "win_rate": mean_ci(100 * wr).to_dict(),
             "dataset_normalized_return": float(np.mean([c.get("dataset_normalized_return", math.nan) for c in cs])),
         }
+        if v != "original":
+            for k in ("synthetic_normalized_return", "synthetic_mean_length", "synthetic_validity_rate"):
+                vals = [c[k] for c in cs if c.get(k) is not None]
+                row[k] = float(np.mean(vals)) if vals else math.nan
         base = groups.get((m, q, "original"))
         if v != "original" and base:
             b = np.array([c["normalized_return"] for c in base])
@@ -72,14 +76,23 @@ def _fmt(e: dict[str, float]) -> str:
     return f"{e['mean']:.1f} ± {(e['hi'] - e['lo']) / 2:.1f}"
 
 
+def _synthetic(r: dict[str, Any]) -> str:
+    if r["variant"] == "original":
+        return "—"
+    vals = [r.get(k, math.nan) for k in ("synthetic_normalized_return", "synthetic_mean_length", "synthetic_validity_rate")]
+    if all(math.isnan(v) for v in vals):
+        return "n/a"
+    return f"{vals[0]:.1f} / {vals[1]:.1f} / {100 * vals[2]:.0f}"
+
+
 def table_markdown(rows: list[dict[str, Any]], header: str = "") -> str:
     """The paper-style table, with the paper's gains beside ours and significance spelled out."""
     out = io.StringIO()
     if header:
         out.write(header.rstrip() + "\n\n")
     out.write(
-        "| map | quality | variant | seeds | normalized return | win rate % | gain (points) | gain % | paper gain % | significant? |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
+        "| map | quality | variant | seeds | normalized return | win rate % | gain (points) | gain % | paper gain % | significant? | data return | synthetic return / length / valid % |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     for r in rows:
         gain = r.get("gain_points")
@@ -90,13 +103,16 @@ def table_markdown(rows: list[dict[str, Any]], header: str = "") -> str:
             f"| {_fmt(r['normalized_return'])} | {_fmt(r['win_rate'])} "
             f"| {_fmt(gain) if gain else '—'} "
             f"| {pct} | {f'+{paper}' if paper else '—'} "
-            f"| {('yes' if r['significant'] else 'no') if gain else '—'} |\n"
+            f"| {('yes' if r['significant'] else 'no') if gain else '—'} "
+            f"| {r['dataset_normalized_return']:.1f} | {_synthetic(r)} |\n"
         )
     out.write(
         "\nMeans over seeds with 95 % confidence intervals (Student t). Gain = variant − original in "
         "normalized-return points (Welch 95 % CI) and relative to original in percent; 'significant' "
         "means the CI of the difference excludes 0. The paper's gains are for EAQ on SMAC (StarCraft II), "
-        "not SMAX.\n"
+        "not SMAX. 'data return' is the original dataset's mean normalized return; the last column "
+        "describes the synthetic episodes the learner saw (mean normalized return, mean length in steps, "
+        "share of sampled episodes that passed the validity filter).\n"
     )
     return out.getvalue()
 
