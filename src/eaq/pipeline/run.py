@@ -97,12 +97,13 @@ class BenchmarkConfig:
         return Path(self.out) / (self.run or self.preset)
 
     def cells(self) -> list[Cell]:
+        # Seeds outermost: an interrupted run still holds every variant for the seeds it did.
         return [
             Cell(m, q, v, s)
+            for s in range(self.seeds)
             for m in self.maps
             for q in self.qualities
             for v in self.variants
-            for s in range(self.seeds)
         ]
 
 
