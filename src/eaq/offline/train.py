@@ -329,9 +329,20 @@ def make_policy_evaluator(spec: EnvSpec, config: OfflineConfig) -> Callable[[Any
     return _EVALUATORS[key]
 
 
+# Config fields a learner does not read: a change in them must not block resuming its run.
+_UNUSED_FIELDS = {
+    "qmix-cql": {"icq_policy_beta", "icq_critic_beta"},
+    "maicq": {"cql_weight", "cql_ood_actions"},
+    "bc": {"icq_policy_beta", "icq_critic_beta", "cql_weight", "cql_ood_actions", "gamma",
+           "mixer_embed_dim", "hypernet_dim", "target_update_every"},
+}
+
+
 def _comparable(record_config: dict) -> dict:
-    # A run may be extended (more steps) or re-evaluated differently; everything else must match.
+    # A run may be extended (more steps) or re-evaluated differently; everything else it uses
+    # must match.
     ignore = {"steps", "eval_every", "eval_episodes", "final_eval_episodes", "segment", "data_parallel"}
+    ignore |= _UNUSED_FIELDS.get(record_config.get("learner"), set())
     return {k: v for k, v in record_config.items() if k not in ignore}
 
 
