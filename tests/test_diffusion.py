@@ -150,7 +150,8 @@ def test_decode_filter_drops_and_counts_broken_samples(random_batch_3m):
     layout = EpisodeLayout(batch.spec)
     x = encode(batch, norm, 104)
     x[0, 3, 5] = np.nan  # non-finite
-    x[1, 2, layout.alive_channel] = -1.0  # alive stops at t=2, before the episode's ending
+    x[1, 0, layout.alive_channel] = -1.0  # not even a first step
+    x[5, 3, layout.alive_channel] = -1.0  # stops after t=2: a real ending there
     layout.split(x)["legal"][2, 0, 0, :] = -1.0  # agent 0 has no legal action at t=0 (a view)
     x[3, :, layout.terminal_channel] = -1.0  # no ending: runs to the time limit...
     x[3, :, layout.alive_channel] = 1.0  # ...and stays alive with a legal action: a valid
@@ -160,7 +161,7 @@ def test_decode_filter_drops_and_counts_broken_samples(random_batch_3m):
     kept, dropped = to_batch(decoded, batch.meta)
     assert dropped == {
         "non-finite values": 1,
-        "stops before its ending": 1,
+        "empty episode": 1,
         "agent without a legal action": 1,
         "implausible return": 1,
     }
@@ -169,6 +170,8 @@ def test_decode_filter_drops_and_counts_broken_samples(random_batch_3m):
     # sample 3 became a time-limit episode: full length, truncated at the last step
     j = 3 - 3  # samples 0-2 were dropped before it
     assert kept.mask[j].all() and kept.truncations[j, -1] and not kept.terminals[j].any()
+    # sample 5 (kept index 1) ended where its alive channel switched off
+    assert kept.lengths()[1] == 3 and kept.terminals[1, 2]
 
 
 def test_decode_picks_legal_actions_only(random_batch_3m):

@@ -33,14 +33,14 @@ def decode(x: np.ndarray, normaliser: Normaliser, spec: EnvSpec) -> Decoded:
     """Normalised ``x: [E, L, C]`` -> episode arrays, marking broken samples.
 
     - actions: argmax of the action channels over the decoded legal actions (legal bit > 0);
-    - the episode is cut after the first step whose terminal channel is > 0 (a real ending);
-      without one it runs to the time limit T and ends in a truncation;
+    - the episode is cut after the first step whose terminal channel is > 0 or after which the
+      alive channel is <= 0 (a real ending); without either it runs to the time limit T and
+      ends in a truncation;
     - mask, rewards, observations, state follow; everything outside the mask is zero padding;
     - rewards are clipped at 0 (SMAX rewards are non-negative).
 
     A sample is broken when it has non-finite values, an in-episode agent with no legal action,
-    an alive channel that stops before the episode's ending (an ending that is neither a
-    terminal nor the time limit), or a return outside [0, 1.05 max_return].
+    no first step (alive channel off at t = 0), or a return above 1.05 max_return.
     """
     layout = EpisodeLayout(spec)
     T = spec.max_steps
@@ -51,9 +51,15 @@ def decode(x: np.ndarray, normaliser: Normaliser, spec: EnvSpec) -> Decoded:
     raw = layout.split(normaliser.denormalise(x))
     bits = layout.split(x)
 
-    terminal_on = bits["terminal"] > 0  # [E, T]
-    has_terminal = terminal_on.any(axis=1)
-    length = np.where(has_terminal, terminal_on.argmax(axis=1) + 1, T)
+    # An episode ends at its first terminal step, or where its alive channel switches off:
+    # in SMAX every ending before the time limit is a real one (win or loss), so a step after
+    # which the episode stops is a terminal even when the (one-step, hard to learn) terminal
+    # channel missed it.
+    ended = (bits["terminal"] > 0) | np.concatenate(
+        [bits["alive"][:, 1:] <= 0, np.zeros((E, 1), bool)], axis=1
+    )  # [E, T]: the episode ends after this step
+    has_terminal = ended.any(axis=1)
+    length = np.where(has_terminal, ended.argmax(axis=1) + 1, T)
     steps = np.arange(T)
     mask = steps[None, :] < length[:, None]
     last = steps[None, :] == (length - 1)[:, None]
@@ -79,14 +85,14 @@ def decode(x: np.ndarray, normaliser: Normaliser, spec: EnvSpec) -> Decoded:
     }
 
     no_legal = (mask[..., None] & ~legals.any(-1)).any(axis=(1, 2))
-    stopped_early = ((bits["alive"] <= 0) & mask).any(axis=1)
+    empty = bits["alive"][:, 0] <= 0
     ret = rewards.sum(axis=1)
     bad_return = ret > 1.05 * spec.max_return
     broken = np.full(E, "", dtype=object)
     # Reasons in priority order; a sample is counted once, under its first problem.
     for flag, why in (
         (bad_return, "implausible return"),
-        (stopped_early, "stops before its ending"),
+        (empty, "empty episode"),
         (no_legal, "agent without a legal action"),
         (~finite, "non-finite values"),
     ):
