@@ -81,3 +81,20 @@ def test_bad_names_are_rejected(tmp_path):
         BenchmarkConfig(maps=("3z",)).validate()
     with pytest.raises(ValueError, match="quality"):
         BenchmarkConfig(qualities=("excellent",)).validate()
+
+
+def test_report_lists_failed_cells_and_keeps_them_out_of_the_means():
+    from eaq.pipeline.report import summarize, table_markdown
+
+    cells = [
+        {"map": "3m", "quality": "medium", "variant": "original", "seed": s, "normalized_return": 40.0 + s, "win_rate": 0.2}
+        for s in range(3)
+    ] + [
+        {"map": "3m", "quality": "medium", "variant": "eaq", "seed": 0, "status": "no valid synthetic episodes",
+         "error": "none of 2048 samples was a valid episode"},
+    ]
+    rows = summarize(cells)
+    assert [r["variant"] for r in rows] == ["original"]
+    assert rows[0]["normalized_return"]["mean"] == 41.0
+    table = table_markdown(rows, cells=cells)
+    assert "Failed cell" in table and "none of 2048 samples" in table

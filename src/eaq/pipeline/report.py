@@ -33,7 +33,7 @@ def group_cells(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[
 
 def summarize(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (map, quality, variant): means, CIs and the gain over original."""
-    groups = group_cells(cells)
+    groups = group_cells([c for c in cells if c.get("status", "ok") == "ok"])
     rows = []
     for (m, q, v), cs in sorted(groups.items(), key=lambda kv: (kv[0][0], _qorder(kv[0][1]), _vorder(kv[0][2]))):
         nr = np.array([c["normalized_return"] for c in cs])
@@ -85,7 +85,7 @@ def _synthetic(r: dict[str, Any]) -> str:
     return f"{vals[0]:.1f} / {vals[1]:.1f} / {100 * vals[2]:.0f}"
 
 
-def table_markdown(rows: list[dict[str, Any]], header: str = "") -> str:
+def table_markdown(rows: list[dict[str, Any]], header: str = "", cells: list[dict[str, Any]] | None = None) -> str:
     """The paper-style table, with the paper's gains beside ours and significance spelled out."""
     out = io.StringIO()
     if header:
@@ -106,6 +106,9 @@ def table_markdown(rows: list[dict[str, Any]], header: str = "") -> str:
             f"| {('yes' if r['significant'] else 'no') if gain else '—'} "
             f"| {r['dataset_normalized_return']:.1f} | {_synthetic(r)} |\n"
         )
+    failed = [c for c in (cells or []) if c.get("status", "ok") != "ok"]
+    for c in failed:
+        out.write(f"\n**Failed cell** {c['map']} {c['quality']} {VARIANT_NAMES.get(c['variant'], c['variant'])} seed {c['seed']}: {c.get('status')} ({c.get('error', '')})\n")
     out.write(
         "\nMeans over seeds with 95 % confidence intervals (Student t). Gain = variant − original in "
         "normalized-return points (Welch 95 % CI) and relative to original in percent; 'significant' "
@@ -129,7 +132,7 @@ def write_report(cells: list[dict[str, Any]], out_dir: str | Path, header: str =
         w.writerow(c)
     atomic_write_text(out_dir / "results.csv", buf.getvalue())
     atomic_write_text(out_dir / "results.json", json.dumps({"summary": rows, "cells": cells, **(extra or {})}, indent=2, default=str))
-    atomic_write_text(out_dir / "table.md", table_markdown(rows, header))
+    atomic_write_text(out_dir / "table.md", table_markdown(rows, header, cells))
     return {"csv": out_dir / "results.csv", "json": out_dir / "results.json", "table": out_dir / "table.md"}
 
 

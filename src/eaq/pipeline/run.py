@@ -261,7 +261,16 @@ class Benchmark:
         original = self.original(cell.map, cell.quality)
         datasets, names, weights = [original], ["original"], None
         if cell.variant != "original":
-            datasets.append(self.synthetic(cell))
+            try:
+                synthetic = self.synthetic(cell)
+            except ValueError as e:
+                # No usable synthetic data is a result, not a crash: record it and move on.
+                self.console.print(f"[bold red]✗ {cell.key}: {e}[/]")
+                result = {**dataclasses.asdict(cell), "status": "no valid synthetic episodes", "error": str(e),
+                          "wall_s": time.perf_counter() - t0, "preset": self.config.preset}
+                atomic_write_text(self.cell_file(cell), json.dumps(result, indent=2))
+                return result
+            datasets.append(synthetic)
             names.append(f"synthetic ({cell.variant})")
             w = self.preset.synthetic_weight
             weights = [1.0 - w, w]
@@ -271,6 +280,7 @@ class Benchmark:
         final = res.final
         result = {
             **dataclasses.asdict(cell),
+            "status": "ok",
             "learner": cfg.learner,
             "normalized_return": final.normalized_return.mean,
             "win_rate": final.win_rate.mean,
@@ -314,7 +324,7 @@ class Benchmark:
         rows = summarize(cells)
         paths["bars"] = plot_bars(rows, self.dir / "bars.png")
         paths.update(self._return_figures())
-        print(table_markdown(rows, header))  # plain: rich would wrap the markdown rows
+        print(table_markdown(rows, header, cells))  # plain: rich would wrap the markdown rows
         return paths
 
     def _with_fidelity(self, cell: dict[str, Any]) -> dict[str, Any]:
