@@ -74,6 +74,15 @@ def plot_returns(batches: dict[str, EpisodeBatch], out: str | Path, title: str |
     ax.set_ylabel("episodes")
     ax.set_title(title or "return distribution")
     ax.legend()
+    return save_figure(fig, out)
+
+
+def save_figure(fig, out: str | Path) -> Path:
+    """Saves a matplotlib figure as PNG atomically (temporary file, then rename) and closes it."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp.png")
     fig.savefig(tmp, dpi=120)

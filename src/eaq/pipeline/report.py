@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from eaq.data.card import save_figure
 from eaq.data.store import atomic_write_text
 from eaq.evaluation.stats import mean_ci, welch_diff_ci
 
@@ -163,9 +164,4 @@ def plot_bars(rows: list[dict[str, Any]], out: str | Path) -> Path:
     ax.set_ylabel("normalized return (%)")
     ax.set_title("offline learner trained on original vs augmented data (95 % CI)")
     ax.legend()
-    fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return save_figure(fig, out)
