@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from eaq.data.batch import EpisodeBatch
+from eaq.data.card import save_figure
 from eaq.data.store import atomic_write_text
 from eaq.diffusion.codec import EpisodeLayout, raw_tensor
 from eaq.evaluation.stats import mean_ci
@@ -134,12 +135,7 @@ class FidelityReport:
         fig.suptitle(
             f"{map_name}: validity {100 * self.validity_rate:.1f} %, legality {100 * self.legality_rate:.1f} %"
         )
-        fig.tight_layout()
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        tmp.replace(path)
-        return path
+        return save_figure(fig, path)
 
 
 def _stats(x: np.ndarray) -> dict[str, float]:

@@ -23,22 +23,13 @@ import jax.numpy as jnp
 from eaq.env.smax import EnvSpec
 from eaq.offline.config import OfflineConfig
 from eaq.offline.networks import (
-    AgentNet,
-    QMixer,
     masked_log_softmax,
     stack_params,
     unroll_agents_stacked,
     with_state_scale,
 )
-from eaq.offline.qmix_cql import take
+from eaq.offline.qmix_cql import networks, take
 from eaq.offline.sampler import EpisodeData, next_step_valid, shift_left
-
-
-def networks(spec: EnvSpec, cfg: OfflineConfig) -> tuple[AgentNet, QMixer]:
-    return (
-        AgentNet(n_actions=spec.n_actions, hidden_dim=cfg.hidden_dim),
-        QMixer(n_agents=spec.n_agents, state_dim=spec.state_dim, embed_dim=cfg.mixer_embed_dim, hypernet_dim=cfg.hypernet_dim),
-    )
 
 
 def init(key: jax.Array, spec: EnvSpec, cfg: OfflineConfig, state_scale=None) -> tuple[dict, dict]:
