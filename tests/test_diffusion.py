@@ -68,6 +68,35 @@ def test_unet_shapes_and_padding():
         jax.eval_shape(model.apply, params, jnp.zeros((2, 100, 12)), t)
 
 
+@pytest.mark.parametrize(
+    ("flax_cls", "ours", "kwargs"),
+    [
+        ("Conv", "Conv", {"kernel_size": (5,)}),
+        ("Conv", "Conv", {"kernel_size": (1,)}),
+        ("Conv", "Conv", {"kernel_size": (3,), "strides": (2,)}),
+        ("ConvTranspose", "ConvTranspose", {"kernel_size": (4,), "strides": (2,)}),
+    ],
+)
+@pytest.mark.parametrize("length", [25, 50, 13])
+def test_matmul_convs_equal_flax_convs(flax_cls, ours, kwargs, length):
+    """Same parameters, same initial values, same outputs as flax's XLA convolutions."""
+    import flax.linen as nn
+
+    from eaq.diffusion import conv
+
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, length, 6))
+    reference, module = getattr(nn, flax_cls)(7, padding="SAME", **kwargs), getattr(conv, ours)(7, **kwargs)
+    p_ref, p_ours = reference.init(jax.random.PRNGKey(0), x), module.init(jax.random.PRNGKey(0), x)
+    assert jax.tree.structure(p_ref) == jax.tree.structure(p_ours)
+    for a, b in zip(jax.tree.leaves(p_ref), jax.tree.leaves(p_ours), strict=True):
+        np.testing.assert_array_equal(a, b)
+    y_ref, y_ours = reference.apply(p_ref, x), module.apply(p_ref, x)
+    assert y_ref.shape == y_ours.shape
+    np.testing.assert_allclose(y_ours, y_ref, atol=1e-5)
+    with pytest.raises(ValueError, match="SAME"):
+        getattr(conv, ours)(7, padding="VALID", **kwargs).init(jax.random.PRNGKey(0), x)
+
+
 def test_sample_chunk_is_rounded_to_the_device_count(trained_model):
     _, chunk = make_sampler(load_model(trained_model[0]), chunk=5)
     assert chunk == 6  # 2 devices; nothing is compiled until the sampler is called
