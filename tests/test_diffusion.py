@@ -102,6 +102,14 @@ def test_sample_chunk_is_rounded_to_the_device_count(trained_model):
     assert chunk == 6  # 2 devices; nothing is compiled until the sampler is called
 
 
+def test_q_target_default_and_legacy_configs():
+    assert DiffusionConfig().q_target == "actions"
+    saved_before_the_field = {k: v for k, v in DiffusionConfig().to_dict().items() if k != "q_target"}
+    assert DiffusionConfig.from_dict(saved_before_the_field).q_target == "episode"
+    with pytest.raises(ValueError, match="q_target"):
+        DiffusionConfig(q_target="states").validate()
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="multiple of 8"):
         DiffusionConfig(base_channels=12).validate()

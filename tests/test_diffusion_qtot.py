@@ -68,6 +68,27 @@ def test_q_loss_is_finite_and_its_gradient_reaches_the_denoiser(qmix_dir, random
     assert sum(float(jnp.abs(g).sum()) for g in leaves) > 0
 
 
+def test_q_target_actions_moves_only_the_action_channels(qmix_dir, random_batch_3m):
+    """target="actions": the Q loss cannot push observations or state toward values that the
+    frozen Q_tot extrapolates (the failure mode of "episode"); its gradient lives on actions."""
+    qtot = load_qtot(qmix_dir)
+    batch = random_batch_3m.select(np.arange(3))
+    norm = fit_normaliser(random_batch_3m)
+    layout = EpisodeLayout(batch.spec)
+    x0_hat = jnp.asarray(encode(batch, norm, 100))
+    mask = jnp.asarray(batch.mask)
+
+    def grad_parts(target):
+        g = jax.grad(lambda x: q_loss(qtot.apply, qtot.params, x, mask, norm.mean, norm.scale, layout, 0.25, target)[0])(x0_hat)
+        return {k: float(jnp.abs(v).sum()) for k, v in layout.split(g).items()}
+
+    episode, actions = grad_parts("episode"), grad_parts("actions")
+    assert episode["obs"] > 0 and episode["state"] > 0 and episode["action"] > 0
+    assert actions["obs"] == 0 and actions["state"] == 0 and actions["action"] > 0
+    with pytest.raises(ValueError, match="q target"):
+        relaxed_episode(x0_hat, norm.mean, norm.scale, layout, 0.25, "states")
+
+
 def test_cli_train_with_qtot_then_augment(qmix_dir, random_batch_3m, tmp_path):
     data = save_dataset(random_batch_3m, tmp_path / "real")
     model = tmp_path / "model"

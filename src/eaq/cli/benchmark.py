@@ -39,6 +39,8 @@ class Benchmark:
     """Cache for behaviour runs and datasets (default: $EAQ_CACHE_DIR or ~/.cache/eaq)."""
     q_weight: float | None = None
     """Override eta, the Q_tot loss weight of the 'eaq' variant."""
+    q_target: Literal["actions", "episode"] | None = None
+    """Override what the Q_tot loss may move: the predicted actions only, or the whole episode."""
     synthetic_weight: float | None = None
     """Override the share of synthetic episodes in each training batch."""
     synthetic_episodes: int | None = None
@@ -53,6 +55,7 @@ class Benchmark:
 
         overrides = {
             "q_weight": self.q_weight,
+            "q_target": self.q_target,
             "synthetic_weight": self.synthetic_weight,
             "synthetic_episodes": self.synthetic_episodes,
             "offline_steps": self.offline_steps,

@@ -20,8 +20,10 @@ class TrainDiffusion:
     """A `train-offline --learner qmix-cql` run directory: the frozen Q_tot of the Q loss."""
     q_weight: float | None = None
     """eta in L = L_diff + eta * L_Q (default 0.1 with --qtot, else 0 = EAQ^-Q)."""
-    preset: Literal["default", "tiny"] = "default"
-    """Model/training size preset (tiny: seconds, for smoke tests)."""
+    q_target: Literal["episode", "actions"] | None = None
+    """What the Q loss may move: the whole predicted episode, or only its actions (default: the preset's)."""
+    preset: Literal["default", "small", "tiny"] = "default"
+    """Model/training size preset (small: minutes on a CPU; tiny: seconds, for smoke tests)."""
     updates: int | None = None
     """Override the number of gradient updates."""
     batch_size: int | None = None
@@ -44,6 +46,7 @@ class TrainDiffusion:
             "batch_size": self.batch_size,
             "sample_steps": self.sample_steps,
             "seed": self.seed,
+            "q_target": self.q_target,
         }
         config = dataclasses.replace(
             PRESETS[self.preset], q_weight=q_weight, **{k: v for k, v in overrides.items() if v is not None}

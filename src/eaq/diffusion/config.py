@@ -39,6 +39,10 @@ class DiffusionConfig:
     """EMA decay of the sampling weights (warmed up as min(decay, (1 + n) / (10 + n)))."""
     q_weight: float = 0.0
     """eta in L = L_diffusion + eta * L_Q; 0 is EAQ^-Q (no Q_tot guidance)."""
+    q_target: str = "actions"
+    """What the Q_tot loss may move: "actions" (only the predicted actions; observations and
+    state enter Q_tot without gradient) or "episode" (all of them, which let the model exploit
+    Q_tot's extrapolation on 3m Medium: 1-step, 0-return episodes; docs/diffusion.md)."""
     q_temperature: float = 0.25
     """Softmax temperature relaxing the action channels (normalised units) into probabilities."""
     sample_chunk: int = 256
@@ -58,6 +62,7 @@ class DiffusionConfig:
         if unknown:
             raise ValueError(f"unknown diffusion config keys {sorted(unknown)}")
         d = dict(d)
+        d.setdefault("q_target", "episode")  # configs saved before the field existed used "episode"
         if "channel_mults" in d:
             d["channel_mults"] = tuple(d["channel_mults"])
         return cls(**d)
@@ -69,6 +74,8 @@ class DiffusionConfig:
             raise ValueError(
                 f"sample_steps={self.sample_steps} must be in [1, n_diffusion_steps={self.n_diffusion_steps}]"
             )
+        if self.q_target not in ("episode", "actions"):
+            raise ValueError(f"q_target={self.q_target!r} must be 'episode' or 'actions'")
         if self.q_weight < 0:
             raise ValueError(f"q_weight={self.q_weight} must be >= 0")
         for name in ("batch_size", "n_updates", "updates_per_segment", "checkpoint_every", "sample_chunk"):

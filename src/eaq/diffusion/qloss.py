@@ -7,11 +7,18 @@ evaluates ``Q_tot`` along the episode, and
     L_Q = -mean(Q_tot) / stop_gradient(mean |Q_tot|)
 
 over in-episode steps (the scale-free form keeps eta meaningful whatever Q_tot's magnitude).
+
+``target`` says what the gradient of L_Q may move: ``"episode"`` (observations, state and
+actions) or ``"actions"`` (observations and state enter Q_tot without gradient). With
+"episode", a model trained on 3m Medium learnt to emit states that the frozen Q_tot values
+highly but that decode into 1-step, 0-return episodes (docs/diffusion.md); "actions" can only
+make the episode's actions better under Q_tot, not its states stranger.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +27,8 @@ from eaq.diffusion.codec import EpisodeLayout
 
 # apply(params, observations [B,T,N,O], action_probs [B,T,N,A], state [B,T,S]) -> q_tot [B,T]
 QtotApply = Callable[[object, jax.Array, jax.Array, jax.Array], jax.Array]
+QTarget = Literal["episode", "actions"]
+Q_TARGETS: tuple[str, ...] = ("episode", "actions")
 
 
 def relaxed_episode(
@@ -28,20 +37,27 @@ def relaxed_episode(
     norm_scale: jax.Array,
     layout: EpisodeLayout,
     temperature: float,
+    target: QTarget = "actions",
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Normalised ``x0_hat: [B, L, C]`` -> (observations [B,T,N,O], action_probs [B,T,N,A],
-    state [B,T,S]), differentiable in x0_hat.
+    state [B,T,S]), differentiable in x0_hat (only through the actions when
+    ``target="actions"``).
 
     The legal-action set used to mask the softmax is read from x0_hat's legal bits without
     gradient; an agent-step with no legal bit set keeps all actions.
     """
+    if target not in Q_TARGETS:
+        raise ValueError(f"q target {target!r} must be one of {Q_TARGETS}")
     x = x0_hat[:, : layout.spec.max_steps]
     raw = layout.split(x * norm_scale + norm_mean)
     bits = layout.split(x)
     legal = jax.lax.stop_gradient(bits["legal"] > 0)
     legal = legal | ~legal.any(axis=-1, keepdims=True)
     logits = jnp.where(legal, bits["action"] / temperature, -1e9)
-    return raw["obs"], jax.nn.softmax(logits, axis=-1), raw["state"]
+    obs, state = raw["obs"], raw["state"]
+    if target == "actions":
+        obs, state = jax.lax.stop_gradient(obs), jax.lax.stop_gradient(state)
+    return obs, jax.nn.softmax(logits, axis=-1), state
 
 
 def q_loss(
@@ -53,9 +69,10 @@ def q_loss(
     norm_scale: jax.Array,
     layout: EpisodeLayout,
     temperature: float,
+    target: QTarget = "actions",
 ) -> tuple[jax.Array, jax.Array]:
     """Returns (L_Q, mean Q_tot) over in-episode steps; ``mask: [B, T]`` (padded steps are 0)."""
-    obs, probs, state = relaxed_episode(x0_hat, norm_mean, norm_scale, layout, temperature)
+    obs, probs, state = relaxed_episode(x0_hat, norm_mean, norm_scale, layout, temperature, target)
     q = qtot_apply(qtot_params, obs, probs, state)  # [B, T]
     m = mask.astype(q.dtype)
     n = jnp.maximum(m.sum(), 1.0)

@@ -130,7 +130,8 @@ def _make_train(config: DiffusionConfig, layout: EpisodeLayout, qtot_apply, mesh
             # eta = 0 (EAQ^-Q) still logs L_Q, but no gradient flows through Q_tot.
             guided = x0_hat if config.q_weight > 0 else jax.lax.stop_gradient(x0_hat)
             l_q, mean_q = q_loss(
-                qtot_apply, qtot_params, guided, mask, norm["mean"], norm["scale"], layout, config.q_temperature
+                qtot_apply, qtot_params, guided, mask, norm["mean"], norm["scale"], layout, config.q_temperature,
+                config.q_target,
             )
         loss = l_diff + config.q_weight * l_q
         return loss, {"loss": loss, "loss_diffusion": l_diff, "loss_q": l_q, "mean_q": mean_q}
@@ -230,6 +231,8 @@ def _check_same_run(model_dir: Path, record: dict[str, Any]) -> None:
     """A re-run with the same out_dir resumes; anything but n_updates must be unchanged."""
     old = json.loads((model_dir / CONFIG_FILE).read_text())
     new = json.loads(json.dumps(record, default=str))
+    if old.get("diffusion"):  # fields added since the run was saved take their legacy values
+        old["diffusion"] = DiffusionConfig.from_dict(old["diffusion"]).to_dict()
     for section in ("diffusion", "spec", "train_data", "qtot"):
         a, b = old.get(section), new.get(section)
         if section == "diffusion" and a and b:

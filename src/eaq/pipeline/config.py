@@ -27,6 +27,9 @@ class Preset:
     """Denoising steps of the fast sampler."""
     q_weight: float
     """eta, the weight of the Q_tot loss for the 'eaq' variant ('eaq-noq' uses 0)."""
+    q_target: str
+    """What the Q_tot loss may move: "actions" (only the predicted actions) or "episode" (also
+    observations and state); see eaq.diffusion.qloss."""
     synthetic_episodes: int
     """Synthetic episodes sampled per augmented cell."""
     synthetic_weight: float
@@ -41,20 +44,20 @@ PRESETS: dict[str, Preset] = {
     # The demo: one map, quality and seed in minutes on a 2-core laptop. Too short to learn
     # well (the learner stays below the data); it shows the pipeline, not the science.
     "smoke": Preset(
-        dataset_episodes=300, qtot_steps=600, diffusion_steps=400, diffusion_size="small",
-        sampler_steps=20, q_weight=0.1, synthetic_episodes=300, synthetic_weight=0.5,
+        dataset_episodes=300, qtot_steps=600, diffusion_steps=1000, diffusion_size="small",
+        sampler_steps=20, q_weight=0.1, q_target="actions", synthetic_episodes=300, synthetic_weight=0.5,
         offline_steps=600, eval_episodes=256,
     ),
     # A reduced but real run on a CPU: minutes per cell (measured in docs/benchmark.md).
     "fast": Preset(
-        dataset_episodes=1000, qtot_steps=1000, diffusion_steps=1000, diffusion_size="small",
-        sampler_steps=20, q_weight=0.1, synthetic_episodes=500, synthetic_weight=0.5,
+        dataset_episodes=1000, qtot_steps=1000, diffusion_steps=5000, diffusion_size="small",
+        sampler_steps=20, q_weight=0.1, q_target="actions", synthetic_episodes=500, synthetic_weight=0.5,
         offline_steps=1000, eval_episodes=256,
     ),
     # The intended benchmark (GPU recommended): OG-MARL-sized learner runs.
     "full": Preset(
         dataset_episodes=1000, qtot_steps=10000, diffusion_steps=20000, diffusion_size="default",
-        sampler_steps=50, q_weight=0.1, synthetic_episodes=2000, synthetic_weight=0.5,
+        sampler_steps=50, q_weight=0.1, q_target="actions", synthetic_episodes=2000, synthetic_weight=0.5,
         offline_steps=20000, eval_episodes=512,
     ),
 }

@@ -135,6 +135,7 @@ def _diffusion_config(preset: Preset, q_weight: float, seed: int = 0):
         n_updates=preset.diffusion_steps,
         sample_steps=min(preset.sampler_steps, base.n_diffusion_steps),
         q_weight=q_weight,
+        q_target=preset.q_target,
         seed=seed,
     )
 
@@ -182,6 +183,8 @@ class Benchmark:
         path = self.dir / "config.json"
         if path.exists():
             old = json.loads(path.read_text())
+            if old.get("preset"):  # runs saved before q_target existed used the whole episode
+                old["preset"].setdefault("q_target", "episode")
             if old.get("preset") != record["preset"] or old["benchmark"].get("learner") != self.config.learner:
                 raise ValueError(
                     f"{path}: run '{self.dir.name}' was started with another preset or learner; "
