@@ -46,9 +46,14 @@ def conv1d_matmul(
     return jnp.concatenate(windows, axis=-1) @ kernel.reshape(k * c_in, c_out)
 
 
-def _check_same(padding) -> None:
-    if padding != "SAME":
-        raise ValueError(f"only padding='SAME' is supported, got {padding!r}")
+def _declare(module: nn.Module, c_in: int) -> tuple[int, int, jax.Array, jax.Array]:
+    """(k, stride, kernel [k, C_in, C_out], bias [C_out]) with flax's names and initialisers."""
+    if module.padding != "SAME":
+        raise ValueError(f"only padding='SAME' is supported, got {module.padding!r}")
+    (k,), (s,) = module.kernel_size, module.strides
+    kernel = module.param("kernel", nn.initializers.lecun_normal(), (k, c_in, module.features))
+    bias = module.param("bias", nn.initializers.zeros_init(), (module.features,))
+    return k, s, kernel, bias
 
 
 class Conv(nn.Module):
@@ -61,30 +66,19 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        _check_same(self.padding)
-        (k,), (s,) = self.kernel_size, self.strides
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, x.shape[-1], self.features))
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        k, s, kernel, bias = _declare(self, x.shape[-1])
         length = x.shape[1]
         pad = max((math.ceil(length / s) - 1) * s + k - length, 0)  # XLA's SAME rule
         return conv1d_matmul(x, kernel, s, (pad // 2, pad - pad // 2)) + bias
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(Conv):
     """``flax.linen.ConvTranspose`` (1-D, 'SAME' padding, no kernel flip) as a matrix product:
-    output length ``L * stride``."""
-
-    features: int
-    kernel_size: tuple[int, ...]
-    strides: tuple[int, ...] = (1,)
-    padding: str = "SAME"
+    output length ``L * stride``. Same fields as ``Conv``."""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        _check_same(self.padding)
-        (k,), (s,) = self.kernel_size, self.strides
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, x.shape[-1], self.features))
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        k, s, kernel, bias = _declare(self, x.shape[-1])
         # lax.conv_transpose's SAME padding of the dilated input.
         pad_len = k + s - 2
         before = k - 1 if s > k - 1 else math.ceil(pad_len / 2)
