@@ -76,6 +76,25 @@ def test_changing_preset_needs_a_new_run(tiny_run):
         run_benchmark(other)
 
 
+def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
+    """An old run's config.json has no q_target: it was trained with the whole-episode Q loss,
+    so only a config asking for "episode" may resume it (no training happens here)."""
+    import dataclasses
+
+    base = dict(maps=("3m",), qualities=("poor",), preset="smoke", overrides=TINY, out=tmp_path)
+    Benchmark(BenchmarkConfig(**base, run="old"))._record_config()
+    path = tmp_path / "old" / "config.json"
+    record = json.loads(path.read_text())
+    del record["preset"]["q_target"]  # as written before the field existed
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="another preset"):
+        Benchmark(BenchmarkConfig(**base, run="old"))._record_config()
+    episode = BenchmarkConfig(**{**base, "overrides": (*TINY, ("q_target", "episode"))}, run="old")
+    Benchmark(episode)._record_config()
+    assert json.loads(path.read_text())["preset"]["q_target"] == "episode"
+    assert dataclasses.asdict(Benchmark(episode).preset)["q_target"] == "episode"
+
+
 def test_bad_names_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="valid maps"):
         BenchmarkConfig(maps=("3z",)).validate()
