@@ -20,8 +20,8 @@ class TrainDiffusion:
     """A `train-offline --learner qmix-cql` run directory: the frozen Q_tot of the Q loss."""
     q_weight: float | None = None
     """eta in L = L_diff + eta * L_Q (default 0.1 with --qtot, else 0 = EAQ^-Q)."""
-    q_target: Literal["episode", "actions"] | None = None
-    """What the Q loss may move: the whole predicted episode, or only its actions (default: the preset's)."""
+    q_target: Literal["actions", "episode"] | None = None
+    """What the Q loss may move: only the predicted actions, or the whole episode (default: the preset's)."""
     preset: Literal["default", "small", "tiny"] = "default"
     """Model/training size preset (small: minutes on a CPU; tiny: seconds, for smoke tests)."""
     updates: int | None = None

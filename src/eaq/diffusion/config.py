@@ -6,6 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+Q_TARGETS: tuple[str, ...] = ("actions", "episode")
+"""What the Q_tot loss may move (see eaq.diffusion.qloss)."""
+
 
 @dataclass(frozen=True)
 class DiffusionConfig:
@@ -74,8 +77,8 @@ class DiffusionConfig:
             raise ValueError(
                 f"sample_steps={self.sample_steps} must be in [1, n_diffusion_steps={self.n_diffusion_steps}]"
             )
-        if self.q_target not in ("episode", "actions"):
-            raise ValueError(f"q_target={self.q_target!r} must be 'episode' or 'actions'")
+        if self.q_target not in Q_TARGETS:
+            raise ValueError(f"q_target={self.q_target!r} must be one of {Q_TARGETS}")
         if self.q_weight < 0:
             raise ValueError(f"q_weight={self.q_weight} must be >= 0")
         for name in ("batch_size", "n_updates", "updates_per_segment", "checkpoint_every", "sample_chunk"):

@@ -24,11 +24,11 @@ import jax
 import jax.numpy as jnp
 
 from eaq.diffusion.codec import EpisodeLayout
+from eaq.diffusion.config import Q_TARGETS
 
 # apply(params, observations [B,T,N,O], action_probs [B,T,N,A], state [B,T,S]) -> q_tot [B,T]
 QtotApply = Callable[[object, jax.Array, jax.Array, jax.Array], jax.Array]
-QTarget = Literal["episode", "actions"]
-Q_TARGETS: tuple[str, ...] = ("episode", "actions")
+QTarget = Literal["actions", "episode"]
 
 
 def relaxed_episode(

@@ -100,9 +100,10 @@ def make_train(
 
 
 @functools.lru_cache(maxsize=16)
-def _denoiser(n_channels: int, base: int, mults: tuple[int, ...], kernel: int):
-    """One ``apply`` per architecture, so compiled samplers are shared between runs."""
-    return TemporalUNet(n_channels, base, mults, kernel).apply
+def _unet(n_channels: int, base: int, mults: tuple[int, ...], kernel: int) -> TemporalUNet:
+    """One module per architecture, so its ``apply`` (and the compiled samplers keyed on it) is
+    shared between runs."""
+    return TemporalUNet(n_channels, base, mults, kernel)
 
 
 @functools.lru_cache(maxsize=16)
@@ -111,14 +112,15 @@ def _make_train(config: DiffusionConfig, layout: EpisodeLayout, qtot_apply, mesh
     by_batch = NamedSharding(mesh, PartitionSpec("data"))
     T, C = layout.spec.max_steps, layout.n_channels
     L = padded_length(T, len(config.channel_mults))
-    denoise = _denoiser(C, config.base_channels, tuple(config.channel_mults), config.kernel_size)
+    model = _unet(C, config.base_channels, tuple(config.channel_mults), config.kernel_size)
+    denoise = model.apply
     alpha_bars = jnp.asarray(cosine_alpha_bars(config.n_diffusion_steps))
     time_valid = jnp.arange(L) < T
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.adam(config.learning_rate))
 
     def init(key: jax.Array) -> TrainState:
         k_init, key = jax.random.split(key)
-        params = TemporalUNet(C, config.base_channels, tuple(config.channel_mults), config.kernel_size).init(k_init, jnp.zeros((1, L, C)), jnp.zeros((1,), jnp.int32))
+        params = model.init(k_init, jnp.zeros((1, L, C)), jnp.zeros((1,), jnp.int32))
         ema = jax.tree.map(lambda p: jnp.array(p, copy=True), params)  # own buffers: donated
         return TrainState(params, ema, tx.init(params), jnp.zeros((), jnp.int32), key)
 
