@@ -86,6 +86,7 @@ def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     path = tmp_path / "old" / "config.json"
     record = json.loads(path.read_text())
     del record["preset"]["q_target"]  # as written before the field existed
+    del record["diffusion"]
     path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match="another preset"):
         Benchmark(BenchmarkConfig(**base, run="old"))._record_config()
@@ -93,6 +94,21 @@ def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     Benchmark(episode)._record_config()
     assert json.loads(path.read_text())["preset"]["q_target"] == "episode"
     assert dataclasses.asdict(Benchmark(episode).preset)["q_target"] == "episode"
+
+
+def test_runs_of_the_narrow_small_model_are_not_resumed_with_the_wide_one(tmp_path):
+    """The 'small' diffusion preset was widened on 2026-11-26 without its name changing: a run
+    recorded before (no model config in config.json) must not reuse its cells with the new model."""
+    base = dict(maps=("3m",), qualities=("poor",), preset="smoke", out=tmp_path, run="old")
+    Benchmark(BenchmarkConfig(**base))._record_config()
+    path = tmp_path / "old" / "config.json"
+    record = json.loads(path.read_text())
+    assert record["diffusion"]["base_channels"] == 64
+    Benchmark(BenchmarkConfig(**base))._record_config()  # the same configuration resumes
+    del record["diffusion"]  # as written before the model config was recorded
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="diffusion model"):
+        Benchmark(BenchmarkConfig(**base))._record_config()
 
 
 def test_bad_names_are_rejected(tmp_path):

@@ -140,6 +140,20 @@ def _diffusion_config(preset: Preset, q_weight: float, seed: int = 0):
     )
 
 
+# The 'small' diffusion model before 2026-11-26 (runs recorded without their model config).
+_LEGACY_SMALL = {"base_channels": 16, "channel_mults": [1, 2, 4]}
+
+
+def _diffusion_record(preset: Preset, legacy: bool = False) -> dict[str, Any]:
+    """The diffusion config a preset resolves to (seed aside): recorded with the run, so that a
+    preset whose model changed (e.g. a widened size preset) does not reuse finished cells."""
+    record = _diffusion_config(preset, preset.q_weight).to_dict()
+    record.pop("seed")
+    if legacy and preset.diffusion_size == "small":
+        record.update(_LEGACY_SMALL)
+    return record
+
+
 def _offline_config(learner: str, steps: int, seed: int, eval_episodes: int):
     from eaq.offline import OfflineConfig
 
@@ -179,15 +193,19 @@ class Benchmark:
                 "cache_dir": None if self.config.cache_dir is None else str(self.config.cache_dir),
             },
             "preset": dataclasses.asdict(self.preset),
+            "diffusion": _diffusion_record(self.preset),
         }
         path = self.dir / "config.json"
         if path.exists():
             old = json.loads(path.read_text())
             if old.get("preset"):  # runs saved before q_target existed used the whole episode
                 old["preset"].setdefault("q_target", "episode")
-            if old.get("preset") != record["preset"] or old["benchmark"].get("learner") != self.config.learner:
+                if "diffusion" not in old:  # recorded before the model was: the preset's model then
+                    old["diffusion"] = _diffusion_record(Preset(**old["preset"]), legacy=True)
+            if (old.get("preset") != record["preset"] or old.get("diffusion") != record["diffusion"]
+                    or old["benchmark"].get("learner") != self.config.learner):
                 raise ValueError(
-                    f"{path}: run '{self.dir.name}' was started with another preset or learner; "
+                    f"{path}: run '{self.dir.name}' was started with another preset, diffusion model or learner; "
                     "use --run NAME for a new run (finished cells are only reused within one configuration)"
                 )
             # Later calls may add maps, qualities, variants or seeds to the same run.
