@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+import tyro
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,10 @@ class Demo:
     seeds: int = 1
     """Seeds per cell."""
     out: Path = Path("results")
-    """Results root (the run is written to OUT/demo)."""
+    """Results root (the run is written to OUT/RUN)."""
+    run_name: Annotated[str, tyro.conf.arg(name="run")] = "demo"
+    """Run name; re-running resumes it. A run made with another configuration (e.g. by an
+    older version of eaq) is refused: pick another name."""
     cache_dir: Path | None = None
     """Cache for behaviour runs and datasets (default: $EAQ_CACHE_DIR or ~/.cache/eaq)."""
 
@@ -30,9 +36,10 @@ class Demo:
             seeds=self.seeds,
             preset="smoke",
             out=self.out,
-            run="demo",
+            run=self.run_name,
             cache_dir=self.cache_dir,
         )
-        paths = run_benchmark(config, command="eaq demo")
+        command = "eaq demo" if self.run_name == "demo" else f"eaq demo --run {self.run_name}"
+        paths = run_benchmark(config, command=command)
         print("\n".join(f"wrote {p}" for p in paths.values()))
         return 0
