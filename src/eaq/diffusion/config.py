@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
-Q_TARGETS: tuple[str, ...] = ("actions", "episode")
+QTarget = Literal["actions", "episode"]
 """What the Q_tot loss may move (see eaq.diffusion.qloss)."""
+Q_TARGETS: tuple[str, ...] = get_args(QTarget)
 
 
 @dataclass(frozen=True)

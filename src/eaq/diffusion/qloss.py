@@ -18,17 +18,15 @@ make the episode's actions better under Q_tot, not its states stranger.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
 
 from eaq.diffusion.codec import EpisodeLayout
-from eaq.diffusion.config import Q_TARGETS
+from eaq.diffusion.config import Q_TARGETS, QTarget
 
 # apply(params, observations [B,T,N,O], action_probs [B,T,N,A], state [B,T,S]) -> q_tot [B,T]
 QtotApply = Callable[[object, jax.Array, jax.Array, jax.Array], jax.Array]
-QTarget = Literal["actions", "episode"]
 
 
 def relaxed_episode(
