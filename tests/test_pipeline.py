@@ -76,6 +76,29 @@ def test_changing_preset_needs_a_new_run(tiny_run):
         run_benchmark(other)
 
 
+def test_extend_from_continues_the_learners_and_reuses_every_stage(tiny_run):
+    cfg, _ = tiny_run
+    longer = (*TINY[:-2], ("offline_steps", 26), ("eval_episodes", 16))
+    ext = BenchmarkConfig(**{**cfg.__dict__, "overrides": longer, "run": "longer", "extend_from": cfg.run_dir.name})
+    bench = Benchmark(ext)
+    bench.run()
+    # only the learners trained (6 more updates each); Q_tot, diffusion and sampling were reused
+    trained = [s for s in bench.log.times if "updates" in s]
+    assert trained and all("qmix-cql (26 updates)" in s for s in trained), bench.log.times
+    steps = [r.split(",")[0] for r in (ext.run_dir / "cells" / "3m-poor-eaq-s0" / "curve.csv").read_text().splitlines()[1:]]
+    assert steps == ["20", "26"]  # the earlier run's evaluation, then the continued one
+    cell = json.loads((ext.run_dir / "cells" / "3m-poor-eaq-s0.json").read_text())
+    assert cell["status"] == "ok"
+    # the earlier run is untouched
+    assert json.loads((cfg.run_dir / "config.json").read_text())["preset"]["offline_steps"] == 20
+    # anything but the learners' length is refused, as is training for fewer steps
+    for bad, match in (((*TINY, ("diffusion_steps", 21)), "diffusion_steps"), ((*TINY[:-2], ("offline_steps", 10), TINY[-1]), "below")):
+        with pytest.raises(ValueError, match=match):
+            run_benchmark(BenchmarkConfig(**{**cfg.__dict__, "overrides": bad, "run": "bad", "extend_from": cfg.run_dir.name}))
+    with pytest.raises(FileNotFoundError, match="no benchmark run 'nope'"):
+        run_benchmark(BenchmarkConfig(**{**cfg.__dict__, "run": "x", "extend_from": "nope"}))
+
+
 def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     """An old run's config.json has no q_target: it was trained with the whole-episode Q loss,
     so only a config asking for "episode" may resume it (no training happens here)."""

@@ -37,6 +37,9 @@ class Benchmark:
     """Run name (default: the preset name). Re-running the same run resumes it."""
     cache_dir: Path | None = None
     """Cache for behaviour runs and datasets (default: $EAQ_CACHE_DIR or ~/.cache/eaq)."""
+    extend_from: str | None = None
+    """Continue an earlier run's learners for longer: reuse run EXTEND_FROM's stages and resume
+    each cell's learner from its checkpoint (only --offline-steps, raised, may differ)."""
     q_weight: float | None = None
     """Override eta, the Q_tot loss weight of the 'eaq' variant."""
     q_target: Literal["actions", "episode"] | None = None
@@ -72,6 +75,7 @@ class Benchmark:
             out=self.out,
             run=self.run_name,
             cache_dir=self.cache_dir,
+            extend_from=self.extend_from,
         )
 
     def run(self) -> int:

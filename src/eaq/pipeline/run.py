@@ -68,6 +68,11 @@ class BenchmarkConfig:
     band: tuple[float, float] | None = None
     """Override the quality band (normalized return %, lo and hi) used to pick the behaviour
     checkpoint, for tests and experiments; the band is recorded with the dataset."""
+    extend_from: str | None = None
+    """Name of an earlier run (under the same results root) to continue with longer learner
+    training: its stages (Q_tot, diffusion models, synthetic data) are reused and every cell's
+    learner resumes from its last checkpoint. Only offline_steps (raised) and eval_episodes may
+    differ; the earlier run is left untouched."""
 
     def validate(self) -> BenchmarkConfig:
         from eaq.env.smax import UnknownMapError, available_maps
@@ -318,8 +323,46 @@ class Benchmark:
         return result
 
     # ---- the whole thing ---------------------------------------------------------------
+    def _extend_from(self, name: str) -> None:
+        """Seeds this run with an earlier run's stages and learner checkpoints (see
+        BenchmarkConfig.extend_from). Resuming a learner with more steps is exact: the PRNG key
+        is part of its checkpoint, so the result equals training that many steps straight."""
+        src = Path(self.config.out) / name
+        src_cfg = src / "config.json"
+        if src.resolve() == self.dir.resolve():
+            raise ValueError(f"--extend-from {name}: a run cannot extend itself; name a new run with --run")
+        if not src_cfg.exists():
+            raise FileNotFoundError(f"{src_cfg}: no benchmark run '{name}' to extend (missing config.json)")
+        if (self.dir / "config.json").exists():
+            return  # already seeded (this is a resume)
+        old = json.loads(src_cfg.read_text())
+        free = {"offline_steps", "eval_episodes"}
+        mine = {k: v for k, v in dataclasses.asdict(self.preset).items() if k not in free}
+        theirs = {k: v for k, v in old.get("preset", {}).items() if k not in free}
+        if mine != theirs or old.get("diffusion") != _diffusion_record(self.preset):
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise ValueError(f"{src_cfg}: run '{name}' used other stage settings ({', '.join(diff) or 'diffusion model'}); "
+                             "--extend-from only continues the learners (offline_steps, eval_episodes)")
+        same = ("learner", "data_seed", "behaviour", "band")
+        for k in same:
+            if json.dumps(old["benchmark"].get(k)) != json.dumps(getattr(self.config, k)):
+                raise ValueError(f"{src_cfg}: run '{name}' used {k}={old['benchmark'].get(k)!r}, this run {getattr(self.config, k)!r}")
+        if self.preset.offline_steps < old["preset"]["offline_steps"]:
+            raise ValueError(f"--extend-from {name}: offline_steps {self.preset.offline_steps} is below that run's "
+                             f"{old['preset']['offline_steps']}; a learner can only be trained further")
+        import shutil
+
+        if (src / "stages").exists():
+            shutil.copytree(src / "stages", self.dir / "stages", dirs_exist_ok=True)
+        for cell_dir in sorted(p for p in (src / "cells").glob("*") if p.is_dir()):
+            # the directories only (checkpoints): the cell results (.json) are this run's to write
+            shutil.copytree(cell_dir, self.dir / "cells" / cell_dir.name, dirs_exist_ok=True)
+        self.console.print(f"[dim]extending run '{name}': stages and learner checkpoints copied[/]")
+
     def run(self) -> dict[str, Path]:
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self.config.extend_from:
+            self._extend_from(self.config.extend_from)
         self._record_config()
         cells = self.config.cells()
         done = {c.key for c in cells if self.cell_file(c).exists()}
