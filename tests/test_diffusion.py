@@ -21,6 +21,7 @@ from eaq.diffusion.codec import EpisodeLayout, encode, fit_normaliser
 from eaq.diffusion.config import PRESETS, DiffusionConfig
 from eaq.diffusion.decode import decode, to_batch
 from eaq.diffusion.diffusion import cosine_alpha_bars, diffusion_loss
+from eaq.diffusion.fidelity import dynamics_consistency
 from eaq.diffusion.train import load_model, make_train, replicate, train_diffusion
 from eaq.diffusion.unet import TemporalUNet, padded_length
 
@@ -274,3 +275,19 @@ def test_augment_writes_only_valid_synthetic_episodes(trained_model, random_batc
     assert len(report.per_channel_distance) == 348
     assert report.q_tot is None  # no Q_tot was given or recorded
     json.dumps(report.to_dict())
+
+
+def test_dynamics_consistency_ignores_state_dims_that_never_change(random_batch_3m):
+    """A wobble on state features that real data never changes (unit types, ...) is reported
+    as drift, not divided by a ~0 std into a 10^4 ratio; scrambled dynamics still score worse."""
+    real = random_batch_3m
+    same = dynamics_consistency(real, real, n_updates=300)
+    assert same["constant_state_dims"] > 0 and same["synthetic_change_on_constant_dims"] == 0.0
+    constant = np.ptp(real.state[real.mask], axis=0) == 0
+    rng = np.random.default_rng(0)
+    wobble = real.state + np.where(constant, 0.05 * rng.standard_normal(real.state.shape), 0.0).astype(np.float32)
+    wobbly = dynamics_consistency(real, dataclasses.replace(real, state=wobble), n_updates=300)
+    assert wobbly["synthetic_change_on_constant_dims"] > 0.01
+    assert wobbly["ratio"] < 10 * max(same["ratio"], 1.0)
+    scrambled = dataclasses.replace(real, state=real.state[:, rng.permutation(real.state.shape[1])])
+    assert dynamics_consistency(real, scrambled, n_updates=300)["ratio"] > 2 * same["ratio"]
