@@ -48,12 +48,28 @@ def test_codec_round_trip_is_exact_on_real_data(random_batch_3m):
     assert decoded.raw_legal[batch.mask].all()
 
 
+def test_constant_channels_decode_to_their_constant_whatever_the_model_says(random_batch_3m):
+    batch = random_batch_3m
+    norm = fit_normaliser(batch)
+    constant = norm.scale == 0
+    kinds = EpisodeLayout(batch.spec).channel_kinds()
+    assert constant.any() and set(kinds[constant]) <= {"obs", "state"}
+    x = encode(batch, norm)
+    assert (x[batch.mask][:, constant] == 0).all()
+    noisy = x + np.random.default_rng(0).normal(0, 0.3, x.shape).astype(np.float32)
+    raw = norm.denormalise(noisy)
+    np.testing.assert_array_equal(raw[..., constant], np.broadcast_to(norm.mean[constant], raw[..., constant].shape))
+    # a checkpoint's normaliser keeps the zeros through its tree form
+    assert (type(norm).from_tree(norm.to_tree()).scale == 0).sum() == constant.sum()
+
+
 def test_layout_split_finds_each_quantity(random_batch_3m):
     batch = random_batch_3m
     layout = EpisodeLayout(batch.spec)
     norm = fit_normaliser(batch)
     parts = layout.split(norm.denormalise(encode(batch, norm)))
-    np.testing.assert_allclose(parts["state"], batch.state, atol=1e-5)
+    # inside episodes (padding of a constant channel decodes to its constant; decode masks it)
+    np.testing.assert_allclose(parts["state"][batch.mask], batch.state[batch.mask], atol=1e-5)
     np.testing.assert_array_equal(parts["alive"], batch.mask.astype(np.float32))
     np.testing.assert_array_equal(parts["legal"], batch.legals.astype(np.float32))
 

@@ -39,8 +39,9 @@ def test_relaxed_episode_recovers_one_hot_actions(random_batch_3m):
     m = batch.mask
     np.testing.assert_array_equal(np.asarray(probs).argmax(-1)[m], batch.actions[m])
     assert float(np.asarray(probs).max(-1)[m].min()) > 0.99
-    np.testing.assert_allclose(np.asarray(obs), batch.observations, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(state), batch.state, atol=1e-5)
+    # inside episodes: padding of a constant channel decodes to its constant, and the Q loss is masked
+    np.testing.assert_allclose(np.asarray(obs)[m], batch.observations[m], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(state)[m], batch.state[m], atol=1e-5)
 
 
 def test_q_loss_is_finite_and_its_gradient_reaches_the_denoiser(qmix_dir, random_batch_3m):
