@@ -22,6 +22,7 @@ from eaq.diffusion.config import PRESETS, DiffusionConfig
 from eaq.diffusion.decode import decode, to_batch
 from eaq.diffusion.diffusion import cosine_alpha_bars, diffusion_loss
 from eaq.diffusion.fidelity import dynamics_consistency
+from eaq.diffusion.relabel import fit_reward_model, relabel_rewards
 from eaq.diffusion.train import load_model, make_train, replicate, train_diffusion
 from eaq.diffusion.unet import TemporalUNet, padded_length
 
@@ -307,3 +308,25 @@ def test_dynamics_consistency_ignores_state_dims_that_never_change(random_batch_
     assert wobbly["ratio"] < 10 * max(same["ratio"], 1.0)
     scrambled = dataclasses.replace(real, state=real.state[:, rng.permutation(real.state.shape[1])])
     assert dynamics_consistency(real, scrambled, n_updates=300)["ratio"] > 2 * same["ratio"]
+
+
+def test_reward_relabel_recovers_rewards_from_the_states(random_batch_3m):
+    """SMAX pays for health lost: a model fit on real (state, change) gives back real rewards,
+    repairs scrambled ones, keeps final-step rewards, and refuses to act when it cannot fit."""
+    real = random_batch_3m
+    model, r2 = fit_reward_model(real)
+    assert r2 > 0.99
+    inside = real.mask[:, :-1] & real.mask[:, 1:]
+    rng = np.random.default_rng(0)
+    scrambled = dataclasses.replace(real, rewards=np.where(real.mask, rng.permutation(real.rewards.ravel()).reshape(real.rewards.shape), 0).astype(np.float32))
+    fixed, info = relabel_rewards(scrambled, real)
+    assert info["applied"] and info["heldout_r2"] > 0.99
+    np.testing.assert_allclose(fixed.rewards[:, :-1][inside], real.rewards[:, :-1][inside], atol=2e-3)
+    last = real.lengths() - 1
+    rows = np.arange(real.n_episodes)
+    np.testing.assert_array_equal(fixed.rewards[rows, last], scrambled.rewards[rows, last])
+    assert (fixed.rewards[~real.mask] == 0).all()
+    noise_real = dataclasses.replace(real, rewards=(rng.random(real.rewards.shape) * real.mask).astype(np.float32))
+    same, info = relabel_rewards(scrambled, noise_real)
+    assert not info["applied"] and "R^2" in info["why"]
+    assert same is scrambled

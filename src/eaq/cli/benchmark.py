@@ -52,6 +52,8 @@ class Benchmark:
     """Override the offline learner's updates per cell."""
     diffusion_steps: int | None = None
     """Override the diffusion model's training steps."""
+    reward_relabel: bool | None = None
+    """Recompute synthetic rewards from the synthetic states (a reward model fit on real data)."""
 
     def config(self):
         from eaq.pipeline import BenchmarkConfig
@@ -63,6 +65,7 @@ class Benchmark:
             "synthetic_episodes": self.synthetic_episodes,
             "offline_steps": self.offline_steps,
             "diffusion_steps": self.diffusion_steps,
+            "reward_relabel": self.reward_relabel,
         }
         return BenchmarkConfig(
             maps=_split(self.maps),

@@ -84,6 +84,9 @@ class Augment:
     """Give up after sampling this many times --episodes samples (broken ones are dropped)."""
     force: bool = False
     """Overwrite an existing dataset at --out."""
+    relabel_rewards: bool = False
+    """Recompute the non-final rewards from the synthetic states with a reward model fit on the
+    real data (kept as generated if that model does not explain the real rewards)."""
 
     def run(self) -> int:
         import json
@@ -95,7 +98,8 @@ class Augment:
         if self.out.exists() and not self.force:
             raise FileExistsError(f"{self.out} already exists; pass --force to overwrite it")
         real = load_dataset(self.data) if self.data is not None else None
-        synthetic, report = augment(self.model, self.episodes, self.seed, real=real, max_draw_factor=self.max_draw_factor)
+        synthetic, report = augment(self.model, self.episodes, self.seed, real=real, max_draw_factor=self.max_draw_factor,
+                                    relabel=self.relabel_rewards)
         save_dataset(synthetic, self.out, force=self.force)
         card = dataset_card(synthetic)
         stem = self.out.parent / f"{self.out.name}_fidelity"

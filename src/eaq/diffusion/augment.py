@@ -22,6 +22,7 @@ from eaq.data.validate import validate_batch
 from eaq.diffusion.decode import decode, to_batch
 from eaq.diffusion.diffusion import cosine_alpha_bars, ddim_sample
 from eaq.diffusion.fidelity import FidelityReport, fidelity_report
+from eaq.diffusion.relabel import relabel_rewards
 from eaq.diffusion.train import DiffusionModel, load_model, local_mesh
 
 
@@ -120,12 +121,15 @@ def augment(
     real: EpisodeBatch | None = None,
     qtot=None,
     max_draw_factor: float = 4.0,
+    relabel: bool = False,
 ) -> tuple[EpisodeBatch, FidelityReport]:
     """Samples ``n_episodes`` valid synthetic episodes and their fidelity report.
 
     ``real``: the data to compare with (default: the training data recorded in the model
     directory, if it is still there); ``qtot``: a QtotFunction for the Q_tot comparison (default:
-    the one the model was trained with, if recorded and loadable).
+    the one the model was trained with, if recorded and loadable); ``relabel``: recompute the
+    non-final rewards from the synthetic states (eaq.diffusion.relabel), recorded in the
+    report's ``extra["reward_relabel"]``.
     """
     model = load_model(model_dir)
     synthetic, stats = sample_episodes(model, n_episodes, seed, max_draw_factor)
@@ -145,6 +149,10 @@ def augment(
             from eaq.offline.qtot import load_qtot
 
             qtot = load_qtot(qtot_path)
+    relabelled = None
+    if relabel:
+        synthetic, relabelled = relabel_rewards(synthetic, real)
+        validate_batch(synthetic)
     report = fidelity_report(
         real,
         synthetic,
@@ -155,4 +163,6 @@ def augment(
         qtot=qtot,
         seed=seed,
     )
+    if relabelled is not None:
+        report.extra["reward_relabel"] = relabelled
     return synthetic, report

@@ -97,6 +97,13 @@ class FidelityReport:
                     f"mean |change| on the {d['constant_state_dims']} state dims real data never changes",
                     "0", f"{d['synthetic_change_on_constant_dims']:.4f}",
                 )
+        relabel = self.extra.get("reward_relabel")
+        if relabel:
+            t.add_row(
+                "non-final rewards relabelled from states",
+                f"fit R^2 {relabel['heldout_r2']:.3f} (held out)",
+                "yes" if relabel["applied"] else f"no: {relabel['why']}",
+            )
         Console().print(t)
 
     def plot(self, path: str | Path, map_name: str = "") -> Path:
