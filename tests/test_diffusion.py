@@ -310,7 +310,7 @@ def test_dynamics_consistency_ignores_state_dims_that_never_change(random_batch_
     assert dynamics_consistency(real, scrambled, n_updates=300)["ratio"] > 2 * same["ratio"]
 
 
-def test_reward_relabel_recovers_rewards_from_the_states(random_batch_3m):
+def test_relabel_rewards_recovers_rewards_from_the_states(random_batch_3m):
     """SMAX pays for health lost: a model fit on real (state, change) gives back real rewards,
     repairs scrambled ones, keeps final-step rewards, and refuses to act when it cannot fit."""
     real = random_batch_3m

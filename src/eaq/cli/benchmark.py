@@ -52,7 +52,7 @@ class Benchmark:
     """Override the offline learner's updates per cell."""
     diffusion_steps: int | None = None
     """Override the diffusion model's training steps."""
-    reward_relabel: bool | None = None
+    relabel_rewards: bool = False
     """Recompute synthetic rewards from the synthetic states (a reward model fit on real data)."""
 
     def config(self):
@@ -65,7 +65,7 @@ class Benchmark:
             "synthetic_episodes": self.synthetic_episodes,
             "offline_steps": self.offline_steps,
             "diffusion_steps": self.diffusion_steps,
-            "reward_relabel": self.reward_relabel,
+            "relabel_rewards": self.relabel_rewards or None,  # only set, never unset, a preset's choice
         }
         return BenchmarkConfig(
             maps=_split(self.maps),

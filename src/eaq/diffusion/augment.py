@@ -129,7 +129,7 @@ def augment(
     directory, if it is still there); ``qtot``: a QtotFunction for the Q_tot comparison (default:
     the one the model was trained with, if recorded and loadable); ``relabel``: recompute the
     non-final rewards from the synthetic states (eaq.diffusion.relabel), recorded in the
-    report's ``extra["reward_relabel"]``.
+    report's ``extra["relabel_rewards"]``.
     """
     model = load_model(model_dir)
     synthetic, stats = sample_episodes(model, n_episodes, seed, max_draw_factor)
@@ -164,5 +164,5 @@ def augment(
         seed=seed,
     )
     if relabelled is not None:
-        report.extra["reward_relabel"] = relabelled
+        report.extra["relabel_rewards"] = relabelled
     return synthetic, report

@@ -97,7 +97,7 @@ class FidelityReport:
                     f"mean |change| on the {d['constant_state_dims']} state dims real data never changes",
                     "0", f"{d['synthetic_change_on_constant_dims']:.4f}",
                 )
-        relabel = self.extra.get("reward_relabel")
+        relabel = self.extra.get("relabel_rewards")
         if relabel:
             t.add_row(
                 "non-final rewards relabelled from states",

@@ -38,7 +38,7 @@ class Preset:
     """Updates of the offline learner in each cell."""
     eval_episodes: int
     """Greedy evaluation episodes per trained learner."""
-    reward_relabel: bool = False
+    relabel_rewards: bool = False
     """Recompute the synthetic episodes' non-final rewards from their states with a reward model
     fit on the real data (eaq.diffusion.relabel), instead of keeping the model's own rewards."""
 

@@ -205,7 +205,7 @@ class Benchmark:
             old = json.loads(path.read_text())
             if old.get("preset"):  # runs saved before q_target existed used the whole episode
                 old["preset"].setdefault("q_target", "episode")
-                old["preset"].setdefault("reward_relabel", False)  # recorded before the option existed
+                old["preset"].setdefault("relabel_rewards", False)  # recorded before the option existed
                 if "diffusion" not in old:  # recorded before the model was: the preset's model then
                     old["diffusion"] = _diffusion_record(Preset(**old["preset"]), legacy=True)
             if (old.get("preset") != record["preset"] or old.get("diffusion") != record["diffusion"]
@@ -276,7 +276,7 @@ class Benchmark:
         with self.log.stage(f"{cell.key}: sample {self.preset.synthetic_episodes} synthetic episodes"):
             batch, report = augment(
                 model_dir, self.preset.synthetic_episodes, seed=1000 + cell.seed, real=self.original(cell.map, cell.quality), qtot=qtot,
-                relabel=self.preset.reward_relabel,
+                relabel=self.preset.relabel_rewards,
             )
             save_dataset(batch, out, force=True)
             report.save_json(out.with_name(out.name + "-fidelity.json"))
@@ -338,7 +338,7 @@ class Benchmark:
         if (self.dir / "config.json").exists():
             return  # already seeded (this is a resume)
         old = json.loads(src_cfg.read_text())
-        old.get("preset", {}).setdefault("reward_relabel", False)
+        old.get("preset", {}).setdefault("relabel_rewards", False)
         free = {"offline_steps", "eval_episodes"}
         mine = {k: v for k, v in dataclasses.asdict(self.preset).items() if k not in free}
         theirs = {k: v for k, v in old.get("preset", {}).items() if k not in free}
