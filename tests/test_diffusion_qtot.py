@@ -116,3 +116,22 @@ def test_cli_train_with_qtot_then_augment(qmix_dir, random_batch_3m, tmp_path):
     assert report["n_valid"] == synthetic.n_episodes
     # writing over an existing dataset needs --force
     assert main(["augment", "--model", str(model), "--episodes", "4", "--out", str(out)]) == 2
+
+
+def test_a_copied_qtot_counts_as_the_same_for_resuming(qmix_dir, tmp_path):
+    """A diffusion model records its Q_tot's path; a benchmark run that was copied (or seeded by
+    --extend-from) must still resume it, and a different Q_tot must still be refused."""
+    import json
+    import shutil
+
+    from eaq.diffusion.train import _same_qtot
+
+    copy = tmp_path / "copy"
+    shutil.copytree(qmix_dir, copy)
+    assert _same_qtot(str(qmix_dir), str(copy))
+    record = json.loads((copy / "config.json").read_text())
+    record["config"]["lr"] = record["config"]["lr"] * 2
+    (copy / "config.json").write_text(json.dumps(record))
+    assert not _same_qtot(str(qmix_dir), str(copy))
+    assert not _same_qtot(str(qmix_dir), str(tmp_path / "missing"))
+    assert not _same_qtot(str(qmix_dir), None)

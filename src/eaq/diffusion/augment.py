@@ -26,6 +26,10 @@ from eaq.diffusion.relabel import relabel_rewards
 from eaq.diffusion.train import DiffusionModel, load_model, local_mesh
 
 
+class NoValidSamplesError(ValueError):
+    """The model produced no valid episode within the draw budget (a result, not a crash)."""
+
+
 def make_sampler(model: DiffusionModel, mesh: Mesh | None = None, chunk: int | None = None):
     """Returns ``sample(key) -> x: [chunk, L, C]`` (normalised, jitted, batch split over
     devices) and the chunk size (rounded up to a multiple of the device count)."""
@@ -101,7 +105,7 @@ def sample_episodes(
             kept.append(batch)
             n_kept += batch.n_episodes
     if not kept:
-        raise ValueError(
+        raise NoValidSamplesError(
             f"{model.model_dir}: none of {n_generated} samples was a valid episode ({dropped}); "
             "train the model longer"
         )

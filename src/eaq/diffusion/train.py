@@ -229,6 +229,20 @@ def _run_record(config: DiffusionConfig, spec: EnvSpec, batch: EpisodeBatch, **e
     }
 
 
+def _same_qtot(a: Any, b: Any) -> bool:
+    """Two recorded Q_tot paths name the same Q_tot if equal, or if both runs hold the same
+    learner, config, env and data (a copied or moved benchmark run, e.g. --extend-from)."""
+    if a == b:
+        return True
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    try:
+        ra, rb = (json.loads((Path(p) / "config.json").read_text()) for p in (a, b))
+    except (OSError, ValueError):
+        return False
+    return all(ra.get(k) == rb.get(k) for k in ("learner", "config", "spec", "data", "weights"))
+
+
 def _check_same_run(model_dir: Path, record: dict[str, Any]) -> None:
     """A re-run with the same out_dir resumes; anything but n_updates must be unchanged."""
     old = json.loads((model_dir / CONFIG_FILE).read_text())
@@ -240,6 +254,8 @@ def _check_same_run(model_dir: Path, record: dict[str, Any]) -> None:
         if section == "diffusion" and a and b:
             a = {k: v for k, v in a.items() if k not in ("n_updates", "checkpoint_every")}
             b = {k: v for k, v in b.items() if k not in ("n_updates", "checkpoint_every")}
+        if section == "qtot" and _same_qtot(a, b):
+            continue
         if a != b:
             raise ValueError(
                 f"{model_dir / CONFIG_FILE}: field '{section}' differs from this run's "

@@ -289,9 +289,11 @@ class Benchmark:
         original = self.original(cell.map, cell.quality)
         datasets, names, weights = [original], ["original"], None
         if cell.variant != "original":
+            from eaq.diffusion.augment import NoValidSamplesError
+
             try:
                 synthetic = self.synthetic(cell)
-            except ValueError as e:
+            except NoValidSamplesError as e:
                 # No usable synthetic data is a result, not a crash: record it and move on.
                 self.console.print(f"[bold red]✗ {cell.key}: {e}[/]")
                 result = {**dataclasses.asdict(cell), "status": "no valid synthetic episodes", "error": str(e),
