@@ -3,8 +3,9 @@
 SMAX's team reward on every step but an episode's last is a function of the state change (the
 enemies' health lost). On 3m Medium a least-squares fit on (state, state change) explains it
 exactly on held-out real transitions (R^2 = 1.000). The diffusion model's own rewards do not
-follow its own states: they correlate only 0.63-0.76 with what those states imply and are on
-average ~1.8 times larger, so a learner sees rewards the dynamics never paid. Relabelling
+follow its own states: they correlate only 0.63-0.65 with what those states imply, and at 0.063
+per step they exceed it (0.053-0.059) and the real data's 0.034, so a learner sees rewards the
+dynamics never paid. Relabelling
 replaces the reward of every non-final synthetic step with the fitted model's prediction
 (clipped at 0, as SMAX rewards are); the final step keeps the generated reward, which carries
 the win bonus the state change cannot show.
