@@ -27,24 +27,25 @@ def main(argv: list[str] | None = None) -> int:
 
     from eaq.data import load_dataset
     from eaq.offline import bc
-    from eaq.offline.networks import unroll_agents
+    from eaq.offline.networks import masked_argmax, masked_log_softmax, unroll_agents
     from eaq.offline.train import load_checkpoint
 
     ck = load_checkpoint(args.bc_run)
     if ck.config.learner != "bc":
         raise SystemExit(f"{args.bc_run}: a {ck.config.learner!r} run, not bc")
     net = bc.networks(ck.spec, ck.config)
-    logits_of = jax.jit(lambda obs: unroll_agents(net, bc.acting_params(ck.params), obs))
+    @jax.jit
+    def score(obs, legals, actions):
+        logits = unroll_agents(net, bc.acting_params(ck.params), obs)
+        logp = jnp.take_along_axis(masked_log_softmax(logits, legals), actions[..., None], -1)[..., 0]
+        return masked_argmax(logits, legals) == actions, logp
+
     for path in args.datasets:
         b = load_dataset(path)
         b = b.select(np.arange(min(args.episodes, b.n_episodes)))
-        logits = np.where(b.legals, np.asarray(logits_of(jnp.asarray(b.observations))), -np.inf)
+        same, logp = (np.asarray(a) for a in score(jnp.asarray(b.observations), jnp.asarray(b.legals), jnp.asarray(b.actions)))
         inside = np.broadcast_to(b.mask[..., None], b.actions.shape)
-        top = logits.max(-1, keepdims=True)
-        with np.errstate(invalid="ignore"):  # padding steps have no legal action; they are masked out
-            logp = np.take_along_axis(logits, b.actions[..., None], -1)[..., 0] - (np.log(np.exp(logits - top).sum(-1)) + top[..., 0])
-        agree = float((logits.argmax(-1) == b.actions)[inside].mean())
-        print(f"{path}: argmax agreement {agree:.3f}, mean log-likelihood {float(logp[inside].mean()):.3f} "
+        print(f"{path}: argmax agreement {float(same[inside].mean()):.3f}, mean log-likelihood {float(logp[inside].mean()):.3f} "
               f"({int(inside.sum())} agent-steps)", flush=True)
     return 0
 

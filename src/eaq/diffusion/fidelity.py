@@ -194,6 +194,13 @@ def _transitions(batch: EpisodeBatch) -> tuple[np.ndarray, np.ndarray]:
     return x[inside], y[inside]
 
 
+def heldout_split(n_episodes: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) episode indices: a seeded permutation, ``holdout`` of it (>= 1) held out."""
+    order = np.random.default_rng(seed).permutation(n_episodes)
+    n_test = max(1, int(round(holdout * n_episodes)))
+    return order[n_test:], order[:n_test]
+
+
 def dynamics_consistency(
     real: EpisodeBatch,
     synthetic: EpisodeBatch,
@@ -213,13 +220,11 @@ def dynamics_consistency(
     Those dimensions are reported apart: how many, and the synthetic data's mean |change| on
     them (0 for real data). For the same reason the model's inputs are the features that vary
     in the real training transitions."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(real.n_episodes)
-    n_test = max(1, int(round(holdout * real.n_episodes)))
-    if real.n_episodes - n_test < 1:
+    train, test = heldout_split(real.n_episodes, holdout, seed)
+    if len(train) < 1:
         return None
-    x_tr, y_tr = _transitions(real.select(order[n_test:]))
-    x_te, y_te = _transitions(real.select(order[:n_test]))
+    x_tr, y_tr = _transitions(real.select(train))
+    x_te, y_te = _transitions(real.select(test))
     x_sy, y_sy = _transitions(synthetic)
     if min(len(x_tr), len(x_te), len(x_sy)) == 0:
         return None

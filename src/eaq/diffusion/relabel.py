@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from eaq.data.batch import EpisodeBatch
+from eaq.diffusion.fidelity import heldout_split
 
 
 def _features(batch: EpisodeBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,10 +49,8 @@ class RewardModel:
 
 def fit_reward_model(real: EpisodeBatch, holdout: float = 0.2, seed: int = 0) -> tuple[RewardModel, float]:
     """Fits on (1 - holdout) of the real episodes; returns the model and its held-out R^2."""
-    order = np.random.default_rng(seed).permutation(real.n_episodes)
-    n_test = max(1, int(round(holdout * real.n_episodes)))
+    train, test = heldout_split(real.n_episodes, holdout, seed)
     x, r, inside = _features(real)
-    train, test = order[n_test:], order[:n_test]
     x_tr, r_tr = x[train][inside[train]], r[train][inside[train]]
     x_te, r_te = x[test][inside[test]], r[test][inside[test]]
     if len(x_tr) < 2 or len(x_te) < 1:

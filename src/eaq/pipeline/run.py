@@ -159,6 +159,17 @@ def _diffusion_record(preset: Preset, legacy: bool = False) -> dict[str, Any]:
     return record
 
 
+def _read_run_record(path: Path) -> dict[str, Any]:
+    """A run's config.json, with fields added since it was written given the values they had."""
+    old = json.loads(path.read_text())
+    if old.get("preset"):
+        old["preset"].setdefault("q_target", "episode")  # before q_target: the whole episode
+        old["preset"].setdefault("relabel_rewards", False)  # before the option: off
+        if "diffusion" not in old:  # recorded before the model was: the preset's model then
+            old["diffusion"] = _diffusion_record(Preset(**old["preset"]), legacy=True)
+    return old
+
+
 def _offline_config(learner: str, steps: int, seed: int, eval_episodes: int):
     from eaq.offline import OfflineConfig
 
@@ -202,12 +213,7 @@ class Benchmark:
         }
         path = self.dir / "config.json"
         if path.exists():
-            old = json.loads(path.read_text())
-            if old.get("preset"):  # runs saved before q_target existed used the whole episode
-                old["preset"].setdefault("q_target", "episode")
-                old["preset"].setdefault("relabel_rewards", False)  # recorded before the option existed
-                if "diffusion" not in old:  # recorded before the model was: the preset's model then
-                    old["diffusion"] = _diffusion_record(Preset(**old["preset"]), legacy=True)
+            old = _read_run_record(path)
             if (old.get("preset") != record["preset"] or old.get("diffusion") != record["diffusion"]
                     or old["benchmark"].get("learner") != self.config.learner):
                 raise ValueError(
@@ -339,8 +345,7 @@ class Benchmark:
             raise FileNotFoundError(f"{src_cfg}: no benchmark run '{name}' to extend (missing config.json)")
         if (self.dir / "config.json").exists():
             return  # already seeded (this is a resume)
-        old = json.loads(src_cfg.read_text())
-        old.get("preset", {}).setdefault("relabel_rewards", False)
+        old = _read_run_record(src_cfg)
         free = {"offline_steps", "eval_episodes"}
         mine = {k: v for k, v in dataclasses.asdict(self.preset).items() if k not in free}
         theirs = {k: v for k, v in old.get("preset", {}).items() if k not in free}
