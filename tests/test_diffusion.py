@@ -330,3 +330,28 @@ def test_relabel_rewards_recovers_rewards_from_the_states(random_batch_3m):
     same, info = relabel_rewards(scrambled, noise_real)
     assert not info["applied"] and "R^2" in info["why"]
     assert same is scrambled
+
+
+def test_decode_with_projection_gives_episodes_consistent_with_their_states(random_batch_3m):
+    from eaq.env.project import previous_actions, projector
+
+    batch = random_batch_3m
+    norm = fit_normaliser(batch)
+    layout = EpisodeLayout(batch.spec)
+    x = encode(batch, norm, 100)
+    rng = np.random.default_rng(1)
+    parts = layout.split(x)
+    parts["obs"][...] += rng.normal(size=parts["obs"].shape)  # observations off the state
+    parts["legal"][...] = 1.0  # the model claims every action is legal
+    parts["action"][...] = rng.normal(size=parts["action"].shape)
+    proj = projector("3m")
+    kept, dropped = to_batch(decode(x, norm, batch.spec, proj), batch.meta)
+    assert kept.n_episodes == batch.n_episodes and not dropped
+    validate_batch(kept)
+    m = kept.mask
+    np.testing.assert_array_equal(kept.mask, batch.mask)  # the real endings are kept
+    np.testing.assert_array_equal(kept.legals[m], batch.legals[m])  # legal under the state again
+    obs = np.asarray(proj.observe(kept.state, previous_actions(kept.actions), kept.observations))
+    np.testing.assert_allclose(obs[m], kept.observations[m], atol=1e-6)  # a fixed point
+    without = to_batch(decode(x, norm, batch.spec), batch.meta)[0]
+    assert not np.allclose(without.observations[m], kept.observations[m])

@@ -74,3 +74,33 @@ def test_auto_reset_step_resets_after_ending():
     # after the reset the step counter starts again: two more steps to the next truncation
     state, out, ts = step(jax.random.PRNGKey(3), state, stop)
     assert not bool(out.done)
+
+
+def test_projection_reproduces_real_observations_states_and_legals(random_batch_3m):
+    """On real data, recomputing everything from the world state (and the previous actions)
+    gives back exactly what SMAX stored; only the enemies' previous actions come from the hint."""
+    from eaq.env.project import previous_actions, projector
+
+    batch = random_batch_3m
+    proj = projector("3m")
+    m = batch.mask
+    state, legals, fighting = map(np.asarray, proj.view(batch.state))
+    np.testing.assert_array_equal(state[m], batch.state[m])
+    np.testing.assert_array_equal(legals[m], batch.legals[m])
+    assert fighting[m].all()  # every stored step is one both teams still act in
+    # A hint that is wrong everywhere: all but the enemy-action slots are recomputed from state.
+    noise = np.random.default_rng(0).normal(size=batch.observations.shape).astype(np.float32)
+    hint = batch.observations + noise
+    obs = np.asarray(proj.observe(batch.state, previous_actions(batch.actions), hint))
+    slots = np.asarray(proj._enemy_action_slots)
+    assert slots.sum() == 3 * 3 * 3  # 3 agents see 3 enemies' move (2) and attack (1)
+    blocks = batch.observations[..., : 5 * 13].reshape(*batch.observations.shape[:-1], 5, 13)
+    visible = np.repeat((blocks[..., 7:] != 0).any(-1), 13, axis=-1)  # unit-type bits set
+    visible = np.pad(visible, [(0, 0)] * 3 + [(0, 10)])
+    expected = np.where(slots, np.where(visible, hint, 0.0), batch.observations)
+    np.testing.assert_allclose(obs[m], expected[m], atol=1e-6)
+    assert (slots & visible)[m].any()
+    # A state with every enemy dead is one SMAX no longer acts from.
+    dead = batch.state.copy()
+    dead[..., 30:60] = 0.0  # units 3-5 (the enemies) in 3m: 10 features each
+    assert not np.asarray(proj.view(dead)[2]).any()

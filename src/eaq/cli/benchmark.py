@@ -54,6 +54,9 @@ class Benchmark:
     """Override the diffusion model's training steps."""
     relabel_rewards: bool = False
     """Recompute synthetic rewards from the synthetic states (a reward model fit on real data)."""
+    project_to_env: bool = False
+    """Recompute synthetic observations and legal actions from the synthetic states with SMAX's
+    own functions (only the enemies' previous actions are kept from the model)."""
 
     def config(self):
         from eaq.pipeline import BenchmarkConfig
@@ -66,6 +69,7 @@ class Benchmark:
             "offline_steps": self.offline_steps,
             "diffusion_steps": self.diffusion_steps,
             "relabel_rewards": self.relabel_rewards or None,  # only set, never unset, a preset's choice
+            "project_to_env": self.project_to_env or None,
         }
         return BenchmarkConfig(
             maps=_split(self.maps),

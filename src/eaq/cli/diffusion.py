@@ -87,6 +87,9 @@ class Augment:
     relabel_rewards: bool = False
     """Recompute the non-final rewards from the synthetic states with a reward model fit on the
     real data (kept as generated if that model does not explain the real rewards)."""
+    project_to_env: bool = False
+    """Recompute the observations and legal actions from each synthetic state with SMAX's own
+    functions (only the enemies' previous actions are kept from the model)."""
 
     def run(self) -> int:
         import json
@@ -99,7 +102,7 @@ class Augment:
             raise FileExistsError(f"{self.out} already exists; pass --force to overwrite it")
         real = load_dataset(self.data) if self.data is not None else None
         synthetic, report = augment(self.model, self.episodes, self.seed, real=real, max_draw_factor=self.max_draw_factor,
-                                    relabel=self.relabel_rewards)
+                                    relabel=self.relabel_rewards, project=self.project_to_env)
         save_dataset(synthetic, self.out, force=self.force)
         card = dataset_card(synthetic)
         stem = self.out.parent / f"{self.out.name}_fidelity"

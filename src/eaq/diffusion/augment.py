@@ -24,6 +24,7 @@ from eaq.diffusion.diffusion import cosine_alpha_bars, ddim_sample
 from eaq.diffusion.fidelity import FidelityReport, fidelity_report
 from eaq.diffusion.relabel import relabel_rewards
 from eaq.diffusion.train import DiffusionModel, load_model, local_mesh
+from eaq.env.project import projector as env_projector
 
 
 class NoValidSamplesError(ValueError):
@@ -64,12 +65,15 @@ def sample_episodes(
     max_draw_factor: float = 4.0,
     mesh: Mesh | None = None,
     chunk: int | None = None,
+    project: bool = False,
 ) -> tuple[EpisodeBatch, dict]:
     """Valid synthetic episodes (at most ``n_episodes``) and the sampling statistics
-    ``{n_generated, dropped: {reason: count}, legality_rate}``."""
+    ``{n_generated, dropped: {reason: count}, legality_rate}``; ``project``: recompute the
+    observations and legal actions from each sampled state (eaq.env.project)."""
     if n_episodes < 1:
         raise ValueError(f"episodes={n_episodes} must be >= 1")
     sample, chunk = make_sampler(model, mesh, chunk)
+    projector = env_projector(model.spec.map_name) if project else None
     meta = DatasetMeta(
         spec=model.spec,
         quality=model.record.get("train_data", {}).get("meta", {}).get("quality", "unknown"),
@@ -81,6 +85,7 @@ def sample_episodes(
             "q_weight": model.config.q_weight,
             "sample_steps": model.config.sample_steps,
             "qtot": model.record.get("qtot"),
+            "projected_to_env": project,
         },
         seed=seed,
     )
@@ -92,7 +97,7 @@ def sample_episodes(
     max_draws = max(chunk, int(max_draw_factor * n_episodes))
     while n_kept < n_episodes and n_generated < max_draws:
         key, k = jax.random.split(key)
-        decoded = decode(np.asarray(sample(k)), model.normaliser, model.spec)
+        decoded = decode(np.asarray(sample(k)), model.normaliser, model.spec, projector)
         n_generated += chunk
         valid = decoded.broken == ""
         m = decoded.arrays["mask"][valid][..., None]
@@ -126,6 +131,7 @@ def augment(
     qtot=None,
     max_draw_factor: float = 4.0,
     relabel: bool = False,
+    project: bool = False,
 ) -> tuple[EpisodeBatch, FidelityReport]:
     """Samples ``n_episodes`` valid synthetic episodes and their fidelity report.
 
@@ -133,10 +139,12 @@ def augment(
     directory, if it is still there); ``qtot``: a QtotFunction for the Q_tot comparison (default:
     the one the model was trained with, if recorded and loadable); ``relabel``: recompute the
     non-final rewards from the synthetic states (eaq.diffusion.relabel), recorded in the
-    report's ``extra["relabel_rewards"]``.
+    report's ``extra["relabel_rewards"]``; ``project``: recompute each synthetic step's
+    observations, legal actions and clean state from its state with SMAX's own functions
+    (eaq.env.project), recorded in ``extra["projected_to_env"]``.
     """
     model = load_model(model_dir)
-    synthetic, stats = sample_episodes(model, n_episodes, seed, max_draw_factor)
+    synthetic, stats = sample_episodes(model, n_episodes, seed, max_draw_factor, project=project)
     if real is None:
         data_path = model.record.get("data")
         if data_path is None or not Path(data_path).exists():
@@ -169,4 +177,5 @@ def augment(
     )
     if relabelled is not None:
         report.extra["relabel_rewards"] = relabelled
+    report.extra["projected_to_env"] = project
     return synthetic, report

@@ -12,6 +12,7 @@ import numpy as np
 
 from eaq.data.batch import DatasetMeta, EpisodeBatch
 from eaq.diffusion.codec import EpisodeLayout, Normaliser
+from eaq.env.project import StateProjector, previous_actions
 from eaq.env.smax import EnvSpec
 
 
@@ -29,7 +30,9 @@ class Decoded:
     raw_legal: np.ndarray
 
 
-def decode(x: np.ndarray, normaliser: Normaliser, spec: EnvSpec) -> Decoded:
+def decode(
+    x: np.ndarray, normaliser: Normaliser, spec: EnvSpec, project: StateProjector | None = None
+) -> Decoded:
     """Normalised ``x: [E, L, C]`` -> episode arrays, marking broken samples.
 
     - actions: argmax of the action channels over the decoded legal actions (legal bit > 0);
@@ -37,10 +40,14 @@ def decode(x: np.ndarray, normaliser: Normaliser, spec: EnvSpec) -> Decoded:
       alive channel is <= 0 (a real ending); without either it runs to the time limit T and
       ends in a truncation;
     - mask, rewards, observations, state follow; everything outside the mask is zero padding;
-    - rewards are clipped at 0 (SMAX rewards are non-negative).
+    - rewards are clipped at 0 (SMAX rewards are non-negative);
+    - with ``project`` (eaq.env.project), the state is cleaned and the legal actions and the
+      observations are recomputed from it by SMAX's own functions (the model's observation
+      channels only supply the enemies' previous actions); the episode also ends before a step
+      whose state has a team with no unit alive.
 
     A sample is broken when it has non-finite values, an in-episode agent with no legal action,
-    no first step (alive channel off at t = 0), or a return above 1.05 max_return.
+    no first step (alive channel off at t = 0 or, projected, a team with no unit alive), or a return above 1.05 max_return.
     """
     layout = EpisodeLayout(spec)
     T = spec.max_steps
@@ -50,13 +57,18 @@ def decode(x: np.ndarray, normaliser: Normaliser, spec: EnvSpec) -> Decoded:
     x = np.where(np.isfinite(x), x, 0.0)
     raw = layout.split(normaliser.denormalise(x))
     bits = layout.split(x)
+    state, legal_bits = raw["state"], bits["legal"] > 0
+    fighting = np.ones((E, T), bool)
+    if project is not None:
+        state, legal_bits, fighting = map(np.asarray, project.view(state))
 
     # An episode ends at its first terminal step, or where its alive channel switches off:
     # in SMAX every ending before the time limit is a real one (win or loss), so a step after
     # which the episode stops is a terminal even when the (one-step, hard to learn) terminal
     # channel missed it.
+    stops = (bits["alive"] <= 0) | ~fighting  # [E, T]: no episode continues into this step
     ended = (bits["terminal"] > 0) | np.concatenate(
-        [bits["alive"][:, 1:] <= 0, np.zeros((E, 1), bool)], axis=1
+        [stops[:, 1:], np.zeros((E, 1), bool)], axis=1
     )  # [E, T]: the episode ends after this step
     has_terminal = ended.any(axis=1)
     length = np.where(has_terminal, ended.argmax(axis=1) + 1, T)
@@ -66,16 +78,19 @@ def decode(x: np.ndarray, normaliser: Normaliser, spec: EnvSpec) -> Decoded:
     terminals = last & has_terminal[:, None]
     truncations = last & ~has_terminal[:, None]
 
-    legals = (bits["legal"] > 0) & mask[..., None, None]
+    legals = legal_bits & mask[..., None, None]
     logits = np.where(legals, bits["action"], -np.inf)
     actions = np.where(legals.any(-1), logits.argmax(-1), 0).astype(np.int32) * mask[..., None]
     raw_choice = bits["action"].argmax(-1)
     raw_legal = np.take_along_axis(legals, raw_choice[..., None], axis=-1)[..., 0] & mask[..., None]
 
     rewards = np.clip(raw["reward"], 0.0, None) * mask
+    obs = raw["obs"]
+    if project is not None:
+        obs = np.asarray(project.observe(state, previous_actions(actions), obs))
     arrays = {
-        "observations": (raw["obs"] * mask[..., None, None]).astype(np.float32),
-        "state": (raw["state"] * mask[..., None]).astype(np.float32),
+        "observations": (obs * mask[..., None, None]).astype(np.float32),
+        "state": (state * mask[..., None]).astype(np.float32),
         "actions": actions.astype(np.int32),
         "legals": legals,
         "rewards": rewards.astype(np.float32),
@@ -85,7 +100,7 @@ def decode(x: np.ndarray, normaliser: Normaliser, spec: EnvSpec) -> Decoded:
     }
 
     no_legal = (mask[..., None] & ~legals.any(-1)).any(axis=(1, 2))
-    empty = bits["alive"][:, 0] <= 0
+    empty = stops[:, 0]
     ret = rewards.sum(axis=1)
     bad_return = ret > 1.05 * spec.max_return
     broken = np.full(E, "", dtype=object)

@@ -104,6 +104,8 @@ class FidelityReport:
                 f"fit R^2 {relabel['heldout_r2']:.3f} (held out)",
                 "yes" if relabel["applied"] else f"no: {relabel['why']}",
             )
+        if self.extra.get("projected_to_env"):
+            t.add_row("observations and legal actions", "recomputed from the states by SMAX", "yes")
         Console().print(t)
 
     def plot(self, path: str | Path, map_name: str = "") -> Path:

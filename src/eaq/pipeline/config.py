@@ -41,6 +41,9 @@ class Preset:
     relabel_rewards: bool = False
     """Recompute the synthetic episodes' non-final rewards from their states with a reward model
     fit on the real data (eaq.diffusion.relabel), instead of keeping the model's own rewards."""
+    project_to_env: bool = False
+    """Recompute each synthetic step's observations and legal actions (and a clean state) from
+    its generated state with SMAX's own functions (eaq.env.project), so they are consistent."""
 
 
 PRESETS: dict[str, Preset] = {

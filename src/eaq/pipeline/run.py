@@ -165,6 +165,7 @@ def _read_run_record(path: Path) -> dict[str, Any]:
     if old.get("preset"):
         old["preset"].setdefault("q_target", "episode")  # before q_target: the whole episode
         old["preset"].setdefault("relabel_rewards", False)  # before the option: off
+        old["preset"].setdefault("project_to_env", False)  # before the option: off
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
             old["diffusion"] = _diffusion_record(Preset(**old["preset"]), legacy=True)
     return old
@@ -282,7 +283,7 @@ class Benchmark:
         with self.log.stage(f"{cell.key}: sample {self.preset.synthetic_episodes} synthetic episodes"):
             batch, report = augment(
                 model_dir, self.preset.synthetic_episodes, seed=1000 + cell.seed, real=self.original(cell.map, cell.quality), qtot=qtot,
-                relabel=self.preset.relabel_rewards,
+                relabel=self.preset.relabel_rewards, project=self.preset.project_to_env,
             )
             save_dataset(batch, out, force=True)
             report.save_json(out.with_name(out.name + "-fidelity.json"))

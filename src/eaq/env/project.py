@@ -1,0 +1,147 @@
+"""What SMAX itself would show for a given world state: observations, legal actions, state.
+
+A synthetic episode is generated channel by channel, so nothing ties its per-agent observations
+and legal actions to its global state. In SMAX they are functions of the state (plus the
+previous step's actions, which every unit's observation of its allies includes), so they can be
+*recomputed* with JaxMARL's own observation, world-state and availability functions. This module
+rebuilds a JaxMARL ``State`` from the world-state vector and calls them.
+
+The one thing the world state does not hold is the enemies' previous actions, which allies see
+(``see_enemy_actions``); those observation slots keep the values given in ``obs_hint`` wherever
+the enemy is visible. On real data the projection reproduces the stored observations, states and
+legal actions exactly (tested), so it changes only what is inconsistent.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from eaq.env.smax import SmaxEnv, quiet_stdout
+
+_HALF_HIT_POINT = 0.5
+"""A unit counts as alive when it has at least half a hit point (real data: 0 when dead)."""
+
+
+STOP_ACTION = 4
+"""SMAX's stop action: it decodes to no movement and no attack, as after a reset."""
+
+
+def previous_actions(actions: np.ndarray) -> np.ndarray:
+    """``actions: [E, T, N]`` -> the actions of the step before each step ([E, T, N]; stop at
+    t = 0, which is what SMAX's observation shows after a reset)."""
+    actions = np.asarray(actions)
+    first = np.full_like(actions[:, :1], STOP_ACTION)
+    return np.concatenate([first, actions[:, :-1]], axis=1)
+
+
+class StateProjector:
+    """Recomputes observations, legal actions and a clean world state from a world state.
+
+    ``view(state: [..., S]) -> (state: [..., S], legals: [..., N, A], fighting: [...])``, where
+    ``fighting`` says both teams still have a unit alive (a state SMAX can act from), and
+    ``observe(state: [..., S], prev_actions: [..., N] int, obs_hint: [..., N, O]) -> [..., N, O]``;
+    both are jitted and accept any leading shape.
+    """
+
+    def __init__(self, env: SmaxEnv):
+        self.spec = env.spec
+        inner = env._env._env  # HeuristicEnemySMAX -> SMAX (all units are agents there)
+        self._smax = inner
+        self._n_allies = int(inner.num_allies)
+        self._n_units = int(inner.num_agents)
+        self._n_own = len(inner.own_features)
+        self._n_unit_feat = len(inner.unit_features)
+        expected = (self._n_own + 2) * self._n_units
+        if expected != self.spec.state_dim:
+            raise ValueError(
+                f"{self.spec.map_name}: world state has {self.spec.state_dim} features, the "
+                f"projection expects {expected}"
+            )
+        self._enemy_action_slots = jnp.asarray(self._enemy_action_slot_mask())
+        self.view = jax.jit(self._batched(self._view_one, 1))
+        self.observe = jax.jit(self._batched(self._observe_one, 3))
+
+    def _enemy_action_slot_mask(self) -> np.ndarray:
+        """[N, O] bool: the observation slots holding an enemy's previous move and attack."""
+        n, f = self._n_allies, self._n_unit_feat
+        mask = np.zeros((n, self.spec.obs_dim), bool)
+        if not bool(self._smax.see_enemy_actions):
+            return mask
+        for i in range(n):
+            for k in range(self._n_units - 1):
+                j = k if k < i else k + 1  # the k-th unit other than i (allies first)
+                if j >= n:
+                    mask[i, k * f + 3 : k * f + 6] = True
+        return mask
+
+    @staticmethod
+    def _batched(fn, n_args: int):
+        """Applies ``fn`` (one step) over any leading shape of its array arguments."""
+
+        def run(*args):
+            lead = args[0].shape[:-1]
+            flat = [a.reshape((-1,) + a.shape[len(lead):]) for a in args[:n_args]]
+            out = jax.vmap(fn)(*flat)
+            return jax.tree.map(lambda o: o.reshape(lead + o.shape[1:]), out)
+
+        return run
+
+    def _jaxmarl_state(self, state: jax.Array, prev_actions: jax.Array | None):
+        with quiet_stdout():
+            from jaxmarl.environments.smax.smax_env import State
+
+        smax, u, f = self._smax, self._n_units, self._n_own
+        units = state[: u * f].reshape(u, f)
+        teams = jnp.round(state[u * f : u * f + u]).astype(jnp.int32)
+        types = jnp.clip(jnp.round(state[u * f + u :]).astype(jnp.int32), 0, f - 5)
+        type_health = smax.unit_type_health[types]
+        health = jnp.clip(units[:, 0], 0.0, 1.0) * type_health
+        alive = health >= _HALF_HIT_POINT
+        move = jnp.zeros((u, 2))
+        attack = jnp.zeros((u,), jnp.int32)
+        if prev_actions is not None:
+            ally_move, ally_attack = smax._decode_discrete_actions(prev_actions.astype(jnp.int32))
+            move = move.at[: self._n_allies].set(ally_move)
+            attack = attack.at[: self._n_allies].set(ally_attack)
+        return State(
+            unit_positions=units[:, 1:3],
+            unit_alive=alive,
+            unit_teams=teams,
+            unit_health=jnp.where(alive, health, 0.0),
+            unit_types=types,
+            unit_weapon_cooldowns=units[:, 3],  # may be negative in SMAX
+            prev_movement_actions=move,
+            prev_attack_actions=attack,
+            done=jnp.array(False),
+            step=jnp.array(0, jnp.int32),
+        )
+
+    def _view_one(self, state):
+        st = self._jaxmarl_state(state, None)
+        avail = self._smax.get_avail_actions(st)
+        legals = jnp.stack([avail[a] for a in self._smax.agents[: self._n_allies]]).astype(bool)
+        allies_alive = jnp.any(st.unit_alive[: self._n_allies])
+        enemies_alive = jnp.any(st.unit_alive[self._n_allies :])
+        return self._smax.get_world_state(st).astype(jnp.float32), legals, allies_alive & enemies_alive
+
+    def _observe_one(self, state, prev_actions, obs_hint):
+        st = self._jaxmarl_state(state, prev_actions)
+        obs = self._smax.get_obs_unit_list(st)
+        obs = jnp.stack([obs[a] for a in self._smax.agents[: self._n_allies]]).astype(jnp.float32)
+        # A block is visible when its unit-type bits are set (invisible blocks are all zero).
+        f = self._n_unit_feat
+        blocks = obs[:, : (self._n_units - 1) * f].reshape(self._n_allies, -1, f)
+        visible = jnp.repeat(jnp.any(blocks[:, :, 7:] != 0, axis=-1), f, axis=-1)
+        visible = jnp.pad(visible, ((0, 0), (0, self.spec.obs_dim - visible.shape[-1])))
+        keep_hint = self._enemy_action_slots & visible
+        return jnp.where(keep_hint, obs_hint.astype(jnp.float32), obs)
+
+
+@functools.lru_cache(maxsize=4)
+def projector(map_name: str) -> StateProjector:
+    """One (compiled) projector per map."""
+    return StateProjector(SmaxEnv(map_name))
