@@ -355,3 +355,40 @@ def test_decode_with_projection_gives_episodes_consistent_with_their_states(rand
     np.testing.assert_allclose(obs[m], kept.observations[m], atol=1e-6)  # a fixed point
     without = to_batch(decode(x, norm, batch.spec), batch.meta)[0]
     assert not np.allclose(without.observations[m], kept.observations[m])
+
+
+def test_from_state_layout_round_trips_real_data_exactly(random_batch_3m):
+    """Without observation or legal channels, decoding rebuilds them from the state (and the
+    enemies' action channels) exactly as SMAX stored them."""
+    batch = random_batch_3m
+    norm = fit_normaliser(batch, obs_from_state=True)
+    layout = EpisodeLayout(batch.spec, obs_from_state=True)
+    assert layout.n_channels == 3 * 8 + 72 + 3 * 3 + 3 == 108
+    assert set(layout.split(np.zeros((1, 108)))) == {"action", "state", "enemy", "reward", "terminal", "alive"}
+    x = encode(batch, norm, 104, obs_from_state=True)
+    assert x.shape == (16, 104, 108)
+    back, dropped = to_batch(decode(x, norm, batch.spec, obs_from_state=True), batch.meta)
+    assert dropped == {}
+    for name in ("actions", "legals", "rewards", "terminals", "truncations", "mask"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(batch, name), err_msg=name)
+    np.testing.assert_allclose(back.observations, batch.observations, atol=1e-5)
+    np.testing.assert_allclose(back.state, batch.state, atol=1e-5)
+
+
+def test_from_state_model_trains_and_samples_consistent_episodes(random_batch_3m, tmp_path):
+    from eaq.env.project import previous_actions, projector
+
+    cfg = dataclasses.replace(TINY, observations="from_state")
+    out = tmp_path / "model"
+    train_diffusion(cfg, random_batch_3m, None, out, progress=False)
+    model = load_model(out)
+    assert model.config.obs_from_state and json.loads((out / "config.json").read_text())["channels"] == 108
+    synthetic, report = augment(out, 8, seed=0, real=random_batch_3m)
+    validate_batch(synthetic)
+    assert synthetic.meta.generator["projected_to_env"] and report.extra["projected_to_env"]
+    proj, m = projector("3m"), synthetic.mask
+    obs = np.asarray(proj.observe(synthetic.state, previous_actions(synthetic.actions), synthetic.observations))
+    np.testing.assert_allclose(obs[m], synthetic.observations[m], atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(proj.view(synthetic.state)[1])[m], synthetic.legals[m])
+    with pytest.raises(ValueError, match="observations"):
+        dataclasses.replace(TINY, observations="dreamt").validate()

@@ -135,3 +135,27 @@ def test_a_copied_qtot_counts_as_the_same_for_resuming(qmix_dir, tmp_path):
     assert not _same_qtot(str(qmix_dir), str(copy))
     assert not _same_qtot(str(qmix_dir), str(tmp_path / "missing"))
     assert not _same_qtot(str(qmix_dir), None)
+
+
+def test_relaxed_episode_from_state_layout_recomputes_observations(random_batch_3m):
+    batch = random_batch_3m.select(np.arange(2))
+    norm = fit_normaliser(random_batch_3m, obs_from_state=True)
+    layout = EpisodeLayout(batch.spec, obs_from_state=True)
+    x = jnp.asarray(encode(batch, norm, 100, obs_from_state=True))
+    obs, probs, state = relaxed_episode(x, norm.mean, norm.scale, layout, temperature=0.05)
+    m = batch.mask
+    np.testing.assert_array_equal(np.asarray(probs).argmax(-1)[m], batch.actions[m])
+    np.testing.assert_allclose(np.asarray(obs)[m], batch.observations[m], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(state)[m], batch.state[m], atol=1e-5)
+
+
+def test_cli_trains_a_q_guided_from_state_model(qmix_dir, random_batch_3m, tmp_path):
+    """The Q_tot loss on the from_state layout: observations come from the predicted state."""
+    data = save_dataset(random_batch_3m, tmp_path / "real")
+    model = tmp_path / "model"
+    args = ["train-diffusion", "--data", str(data), "--out", str(model), "--preset", "tiny", "--observations", "from_state"]
+    assert main([*args, "--qtot", str(qmix_dir), "--q-weight", "0.1", "--updates", "10"]) == 0
+    record = json.loads((model / "config.json").read_text())
+    assert record["diffusion"]["observations"] == "from_state" and record["channels"] == 108
+    history = json.loads((model / "metrics.json").read_text())
+    assert all(np.isfinite(h["loss_q"]) and h["loss_q"] != 0 for h in history)

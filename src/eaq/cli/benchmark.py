@@ -54,6 +54,9 @@ class Benchmark:
     """Override the diffusion model's training steps."""
     relabel_rewards: bool = False
     """Recompute synthetic rewards from the synthetic states (a reward model fit on real data)."""
+    observations: Literal["generated", "from_state"] | None = None
+    """Override what the diffusion model generates: observations too, or only the state, actions
+    and rewards (observations and legal actions then come from the state via SMAX)."""
     project_to_env: bool = False
     """Recompute synthetic observations and legal actions from the synthetic states with SMAX's
     own functions (only the enemies' previous actions are kept from the model)."""
@@ -70,6 +73,7 @@ class Benchmark:
             "diffusion_steps": self.diffusion_steps,
             "relabel_rewards": self.relabel_rewards or None,  # only set, never unset, a preset's choice
             "project_to_env": self.project_to_env or None,
+            "observations": self.observations,
         }
         return BenchmarkConfig(
             maps=_split(self.maps),

@@ -22,6 +22,9 @@ class TrainDiffusion:
     """eta in L = L_diff + eta * L_Q (default 0.1 with --qtot, else 0 = EAQ^-Q)."""
     q_target: Literal["actions", "episode"] | None = None
     """What the Q loss may move: only the predicted actions, or the whole episode (default: the preset's)."""
+    observations: Literal["generated", "from_state"] | None = None
+    """Generate the observations and legal bits (generated), or only the state, actions and
+    rewards, with SMAX computing observations and legal actions from the state (from_state)."""
     preset: Literal["default", "small", "tiny"] = "default"
     """Model/training size preset (small: minutes on a CPU; tiny: seconds, for smoke tests)."""
     updates: int | None = None
@@ -47,6 +50,7 @@ class TrainDiffusion:
             "sample_steps": self.sample_steps,
             "seed": self.seed,
             "q_target": self.q_target,
+            "observations": self.observations,
         }
         config = dataclasses.replace(
             PRESETS[self.preset], q_weight=q_weight, **{k: v for k, v in overrides.items() if v is not None}

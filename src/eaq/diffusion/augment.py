@@ -73,6 +73,7 @@ def sample_episodes(
     if n_episodes < 1:
         raise ValueError(f"episodes={n_episodes} must be >= 1")
     sample, chunk = make_sampler(model, mesh, chunk)
+    project = project or model.config.obs_from_state  # that layout always projects
     projector = env_projector(model.spec.map_name) if project else None
     meta = DatasetMeta(
         spec=model.spec,
@@ -97,7 +98,7 @@ def sample_episodes(
     max_draws = max(chunk, int(max_draw_factor * n_episodes))
     while n_kept < n_episodes and n_generated < max_draws:
         key, k = jax.random.split(key)
-        decoded = decode(np.asarray(sample(k)), model.normaliser, model.spec, projector)
+        decoded = decode(np.asarray(sample(k)), model.normaliser, model.spec, projector, model.config.obs_from_state)
         n_generated += chunk
         valid = decoded.broken == ""
         m = decoded.arrays["mask"][valid][..., None]
@@ -177,5 +178,5 @@ def augment(
     )
     if relabelled is not None:
         report.extra["relabel_rewards"] = relabelled
-    report.extra["projected_to_env"] = project
+    report.extra["projected_to_env"] = bool(synthetic.meta.generator["projected_to_env"])
     return synthetic, report

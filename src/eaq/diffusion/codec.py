@@ -5,7 +5,13 @@ One step is one vector of C channels, agent-major, then the team channels::
     for each agent i:  obs_i [O] | one-hot action_i [A] | legal-action bits_i [A]
     then:              state [S] | reward [1] | terminal [1] | alive (mask) [1]
 
-so ``C = N * (O + 2A) + S + 3`` (3m: 348). ``L >= T`` pads the time axis (the U-Net down-samples)
+so ``C = N * (O + 2A) + S + 3`` (3m: 348). With ``obs_from_state`` the model generates no
+observations and no legal bits, which SMAX computes from the state (eaq.env.project)::
+
+    for each agent i:  one-hot action_i [A]
+    then:              state [S] | enemies' previous moves and attacks [3 n_enemies] | reward | terminal | alive
+
+so ``C = N * A + S + 3 n_enemies + 3`` (3m: 108). ``L >= T`` pads the time axis (the U-Net down-samples)
 with padding steps. Padding, inside or after an episode, is raw zeros (``alive = 0``), exactly
 as in the data model.
 
@@ -14,7 +20,7 @@ Normalisation (``Normaliser``, stored inside the model checkpoint) is per channe
 - binary channels (one-hot actions, legal bits, terminal, alive): mean 0.5, scale 0.5, so
   {0, 1} -> {-1, +1} and decoding thresholds at 0;
 - the reward: mean 0 and a power-of-two scale, so encode/decode is exact in float32;
-- observations and state: mean and standard deviation over in-episode steps.
+- observations, state and the enemies' actions: mean and standard deviation over in-episode steps.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from eaq.data.batch import EpisodeBatch
+from eaq.env.project import ENEMY_ACTION_FEATURES, enemy_count, projector
 from eaq.env.smax import EnvSpec
 
 _STD_FLOOR = 1e-3
@@ -36,10 +43,16 @@ class EpisodeLayout:
 
     spec: EnvSpec
     """The map (sizes N, O, S, A, T)."""
+    obs_from_state: bool = False
+    """No observation or legal channels: they are computed from the state (eaq.env.project);
+    the enemies' previous actions, which the state does not hold, get channels of their own."""
 
     @property
     def per_agent(self) -> int:
-        """O + 2A channels per agent: observation, one-hot action, legal bits."""
+        """Channels per agent: observation, one-hot action, legal bits (action only with
+        ``obs_from_state``)."""
+        if self.obs_from_state:
+            return self.spec.n_actions
         return self.spec.obs_dim + 2 * self.spec.n_actions
 
     @property
@@ -47,8 +60,13 @@ class EpisodeLayout:
         return self.spec.n_agents * self.per_agent
 
     @property
+    def n_enemy_channels(self) -> int:
+        """3 per enemy (its previous move x, y and attack) with ``obs_from_state``, else 0."""
+        return ENEMY_ACTION_FEATURES * enemy_count(self.spec) if self.obs_from_state else 0
+
+    @property
     def reward_channel(self) -> int:
-        return self.state_start + self.spec.state_dim
+        return self.state_start + self.spec.state_dim + self.n_enemy_channels
 
     @property
     def terminal_channel(self) -> int:
@@ -63,26 +81,30 @@ class EpisodeLayout:
         return self.reward_channel + 3
 
     def channel_kinds(self) -> np.ndarray:
-        """[C] str: 'obs', 'action', 'legal', 'state', 'reward', 'terminal' or 'alive'."""
+        """[C] str: 'obs', 'action', 'legal', 'state', 'enemy', 'reward', 'terminal' or 'alive'."""
         O, A = self.spec.obs_dim, self.spec.n_actions
-        agent = ["obs"] * O + ["action"] * A + ["legal"] * A
-        kinds = agent * self.spec.n_agents + ["state"] * self.spec.state_dim
+        agent = ["action"] * A if self.obs_from_state else ["obs"] * O + ["action"] * A + ["legal"] * A
+        kinds = agent * self.spec.n_agents + ["state"] * self.spec.state_dim + ["enemy"] * self.n_enemy_channels
         return np.array(kinds + ["reward", "terminal", "alive"])
 
     def split(self, x: Any) -> dict[str, Any]:
         """Views of ``x: [..., C]`` (numpy or jax): obs [..., N, O], action [..., N, A],
-        legal [..., N, A], state [..., S], reward / terminal / alive [...]."""
+        legal [..., N, A], state [..., S], reward / terminal / alive [...]; with
+        ``obs_from_state`` no obs and legal but enemy [..., 3 n_enemies]."""
         N, O, A = self.spec.n_agents, self.spec.obs_dim, self.spec.n_actions
         agents = x[..., : self.state_start].reshape(*x.shape[:-1], N, self.per_agent)
-        return {
-            "obs": agents[..., :O],
-            "action": agents[..., O : O + A],
-            "legal": agents[..., O + A :],
-            "state": x[..., self.state_start : self.reward_channel],
+        state_end = self.state_start + self.spec.state_dim
+        parts = {
+            "state": x[..., self.state_start : state_end],
             "reward": x[..., self.reward_channel],
             "terminal": x[..., self.terminal_channel],
             "alive": x[..., self.alive_channel],
         }
+        if self.obs_from_state:
+            parts.update(action=agents, enemy=x[..., state_end : self.reward_channel])
+        else:
+            parts.update(obs=agents[..., :O], action=agents[..., O : O + A], legal=agents[..., O + A :])
+        return parts
 
 
 @dataclass(frozen=True)
@@ -111,10 +133,10 @@ class Normaliser:
         return cls(mean=np.asarray(tree["mean"], np.float32), scale=np.asarray(tree["scale"], np.float32))
 
 
-def raw_tensor(batch: EpisodeBatch, length: int | None = None) -> np.ndarray:
+def raw_tensor(batch: EpisodeBatch, length: int | None = None, obs_from_state: bool = False) -> np.ndarray:
     """Un-normalised step vectors ``[E, L, C]`` float32 (L = ``length`` or T; extra steps are
-    zero padding)."""
-    layout = EpisodeLayout(batch.spec)
+    zero padding) in the layout ``EpisodeLayout(batch.spec, obs_from_state)``."""
+    layout = EpisodeLayout(batch.spec, obs_from_state)
     E, T = batch.mask.shape
     L = T if length is None else int(length)
     if L < T:
@@ -122,24 +144,27 @@ def raw_tensor(batch: EpisodeBatch, length: int | None = None) -> np.ndarray:
     A = batch.spec.n_actions
     m = batch.mask
     onehot = np.eye(A, dtype=np.float32)[batch.actions] * m[..., None, None]
-    agents = np.concatenate(
-        [batch.observations, onehot, batch.legals.astype(np.float32)], axis=-1
-    ).reshape(E, T, -1)
     team = np.stack(
         [batch.rewards, batch.terminals.astype(np.float32), m.astype(np.float32)], axis=-1
     )
-    x = np.concatenate([agents, batch.state, team], axis=-1).astype(np.float32)
+    if obs_from_state:
+        enemy = np.asarray(projector(batch.spec.map_name).enemy_actions(batch.observations))
+        parts = [onehot.reshape(E, T, -1), batch.state, enemy * m[..., None]]
+    else:
+        agents = np.concatenate([batch.observations, onehot, batch.legals.astype(np.float32)], axis=-1)
+        parts = [agents.reshape(E, T, -1), batch.state]
+    x = np.concatenate([*parts, team], axis=-1).astype(np.float32)
     assert x.shape[-1] == layout.n_channels
     if L > T:
         x = np.concatenate([x, np.zeros((E, L - T, x.shape[-1]), np.float32)], axis=1)
     return x
 
 
-def fit_normaliser(batch: EpisodeBatch) -> Normaliser:
+def fit_normaliser(batch: EpisodeBatch, obs_from_state: bool = False) -> Normaliser:
     """Statistics over in-episode steps; binary channels and the reward get exact maps."""
-    layout = EpisodeLayout(batch.spec)
+    layout = EpisodeLayout(batch.spec, obs_from_state)
     kinds = layout.channel_kinds()
-    raw = raw_tensor(batch)[batch.mask]  # [n_steps, C]
+    raw = raw_tensor(batch, obs_from_state=obs_from_state)[batch.mask]  # [n_steps, C]
     mean = raw.mean(axis=0).astype(np.float64)
     std = raw.std(axis=0).astype(np.float64)
     scale = np.where(std > _STD_FLOOR, std, 1.0)
@@ -153,6 +178,8 @@ def fit_normaliser(batch: EpisodeBatch) -> Normaliser:
     return Normaliser(mean=mean.astype(np.float32), scale=scale.astype(np.float32))
 
 
-def encode(batch: EpisodeBatch, normaliser: Normaliser, length: int | None = None) -> np.ndarray:
+def encode(
+    batch: EpisodeBatch, normaliser: Normaliser, length: int | None = None, obs_from_state: bool = False
+) -> np.ndarray:
     """EpisodeBatch -> normalised ``x: [E, L, C]`` float32."""
-    return normaliser.normalise(raw_tensor(batch, length)).astype(np.float32)
+    return normaliser.normalise(raw_tensor(batch, length, obs_from_state)).astype(np.float32)

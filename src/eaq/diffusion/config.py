@@ -9,6 +9,9 @@ from typing import Any, Literal, get_args
 QTarget = Literal["actions", "episode"]
 """What the Q_tot loss may move (see eaq.diffusion.qloss)."""
 Q_TARGETS: tuple[str, ...] = get_args(QTarget)
+ObservationSource = Literal["generated", "from_state"]
+"""Where synthetic observations come from (see DiffusionConfig.observations)."""
+OBSERVATION_SOURCES: tuple[str, ...] = get_args(ObservationSource)
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,21 @@ class DiffusionConfig:
     """What the Q_tot loss may move: "actions" (only the predicted actions; observations and
     state enter Q_tot without gradient) or "episode" (all of them, which let the model exploit
     Q_tot's extrapolation on 3m Medium: 1-step, 0-return episodes; docs/diffusion.md)."""
+    observations: str = "generated"
+    """"generated": the model generates every agent's observations and legal-action bits;
+    "from_state": it generates the state, actions, the enemies' previous actions, rewards and
+    the ending only, and SMAX computes the observations and legal actions from the state
+    (eaq.env.project): 3m has 108 channels per step instead of 348."""
     q_temperature: float = 0.25
     """Softmax temperature relaxing the action channels (normalised units) into probabilities."""
     sample_chunk: int = 256
     """Episodes sampled per jitted call (bounds memory)."""
     seed: int = 0
     """Seed of initialisation, minibatches and noise."""
+
+    @property
+    def obs_from_state(self) -> bool:
+        return self.observations == "from_state"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -80,6 +92,8 @@ class DiffusionConfig:
             )
         if self.q_target not in Q_TARGETS:
             raise ValueError(f"q_target={self.q_target!r} must be one of {Q_TARGETS}")
+        if self.observations not in OBSERVATION_SOURCES:
+            raise ValueError(f"observations={self.observations!r} must be one of {OBSERVATION_SOURCES}")
         if self.q_weight < 0:
             raise ValueError(f"q_weight={self.q_weight} must be >= 0")
         for name in ("batch_size", "n_updates", "updates_per_segment", "checkpoint_every", "sample_chunk"):

@@ -12,7 +12,7 @@ import numpy as np
 
 from eaq.data.batch import DatasetMeta, EpisodeBatch
 from eaq.diffusion.codec import EpisodeLayout, Normaliser
-from eaq.env.project import StateProjector, previous_actions
+from eaq.env.project import StateProjector, previous_actions, projector
 from eaq.env.smax import EnvSpec
 
 
@@ -31,7 +31,11 @@ class Decoded:
 
 
 def decode(
-    x: np.ndarray, normaliser: Normaliser, spec: EnvSpec, project: StateProjector | None = None
+    x: np.ndarray,
+    normaliser: Normaliser,
+    spec: EnvSpec,
+    project: StateProjector | None = None,
+    obs_from_state: bool = False,
 ) -> Decoded:
     """Normalised ``x: [E, L, C]`` -> episode arrays, marking broken samples.
 
@@ -44,12 +48,16 @@ def decode(
     - with ``project`` (eaq.env.project), the state is cleaned and the legal actions and the
       observations are recomputed from it by SMAX's own functions (the model's observation
       channels only supply the enemies' previous actions); the episode also ends before a step
-      whose state has a team with no unit alive.
+      whose state has a team with no unit alive;
+    - ``obs_from_state``: ``x`` is in that layout (no observation or legal channels; codec.py),
+      which always projects (the enemies' previous actions come from their own channels).
 
     A sample is broken when it has non-finite values, an in-episode agent with no legal action,
     no first step (alive channel off at t = 0 or, projected, a team with no unit alive), or a return above 1.05 max_return.
     """
-    layout = EpisodeLayout(spec)
+    layout = EpisodeLayout(spec, obs_from_state)
+    if obs_from_state and project is None:
+        project = projector(spec.map_name)
     T = spec.max_steps
     x = np.asarray(x, np.float32)[:, :T]
     E = x.shape[0]
@@ -57,10 +65,11 @@ def decode(
     x = np.where(np.isfinite(x), x, 0.0)
     raw = layout.split(normaliser.denormalise(x))
     bits = layout.split(x)
-    state, legal_bits = raw["state"], bits["legal"] > 0
-    fighting = np.ones((E, T), bool)
+    state, fighting = raw["state"], np.ones((E, T), bool)
     if project is not None:
         state, legal_bits, fighting = map(np.asarray, project.view(state))
+    else:
+        legal_bits = bits["legal"] > 0
 
     # An episode ends at its first terminal step, or where its alive channel switches off:
     # in SMAX every ending before the time limit is a real one (win or loss), so a step after
@@ -85,9 +94,11 @@ def decode(
     raw_legal = np.take_along_axis(legals, raw_choice[..., None], axis=-1)[..., 0] & mask[..., None]
 
     rewards = np.clip(raw["reward"], 0.0, None) * mask
-    obs = raw["obs"]
     if project is not None:
-        obs = np.asarray(project.observe(state, previous_actions(actions), obs))
+        hint = project.enemy_action_hint(raw["enemy"]) if obs_from_state else raw["obs"]
+        obs = np.asarray(project.observe(state, previous_actions(actions), hint))
+    else:
+        obs = raw["obs"]
     arrays = {
         "observations": (obs * mask[..., None, None]).astype(np.float32),
         "state": (state * mask[..., None]).astype(np.float32),

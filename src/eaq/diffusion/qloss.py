@@ -13,6 +13,9 @@ actions) or ``"actions"`` (observations and state enter Q_tot without gradient).
 "episode", a model trained on 3m Medium learnt to emit states that the frozen Q_tot values
 highly but that decode into 1-step, 0-return episodes (docs/diffusion.md); "actions" can only
 make the episode's actions better under Q_tot, not its states stranger.
+
+In the ``obs_from_state`` layout the observations and legal actions Q_tot needs are computed
+from the predicted state by SMAX's own functions (eaq.env.project), without gradient.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import jax.numpy as jnp
 
 from eaq.diffusion.codec import EpisodeLayout
 from eaq.diffusion.config import Q_TARGETS, QTarget
+from eaq.env.project import previous_actions, projector
 
 # apply(params, observations [B,T,N,O], action_probs [B,T,N,A], state [B,T,S]) -> q_tot [B,T]
 QtotApply = Callable[[object, jax.Array, jax.Array, jax.Array], jax.Array]
@@ -49,10 +53,18 @@ def relaxed_episode(
     x = x0_hat[:, : layout.spec.max_steps]
     raw = layout.split(x * norm_scale + norm_mean)
     bits = layout.split(x)
-    legal = jax.lax.stop_gradient(bits["legal"] > 0)
+    state = raw["state"]
+    if layout.obs_from_state:
+        project = projector(layout.spec.map_name)
+        clean, legal, _ = project.view(jax.lax.stop_gradient(state))
+        prev = previous_actions(jnp.argmax(bits["action"], axis=-1))
+        hint = project.enemy_action_hint(raw["enemy"])
+        obs = project.observe(clean, jax.lax.stop_gradient(prev), jax.lax.stop_gradient(hint))
+    else:
+        legal, obs = bits["legal"] > 0, raw["obs"]
+    legal = jax.lax.stop_gradient(legal)
     legal = legal | ~legal.any(axis=-1, keepdims=True)
     logits = jnp.where(legal, bits["action"] / temperature, -1e9)
-    obs, state = raw["obs"], raw["state"]
     if target == "actions":
         obs, state = jax.lax.stop_gradient(obs), jax.lax.stop_gradient(state)
     return obs, jax.nn.softmax(logits, axis=-1), state

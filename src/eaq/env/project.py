@@ -30,12 +30,28 @@ STOP_ACTION = 4
 """SMAX's stop action: it decodes to no movement and no attack, as after a reset."""
 
 
-def previous_actions(actions: np.ndarray) -> np.ndarray:
-    """``actions: [E, T, N]`` -> the actions of the step before each step ([E, T, N]; stop at
-    t = 0, which is what SMAX's observation shows after a reset)."""
-    actions = np.asarray(actions)
-    first = np.full_like(actions[:, :1], STOP_ACTION)
-    return np.concatenate([first, actions[:, :-1]], axis=1)
+def previous_actions(actions):
+    """``actions: [E, T, N]`` (numpy or jax) -> the actions of the step before each step
+    ([E, T, N]; stop at t = 0, which is what SMAX's observation shows after a reset)."""
+    xp = jnp if isinstance(actions, jax.Array) else np
+    first = xp.full_like(actions[:, :1], STOP_ACTION)
+    return xp.concatenate([first, actions[:, :-1]], axis=1)
+
+
+def enemy_count(spec) -> int:
+    """The number of enemy units of a map, from its sizes: SMAX's world state holds
+    (own features + 2) values per unit and an observation (own + 3) per other unit plus own."""
+    for units in range(spec.n_agents + 1, spec.state_dim + 1):
+        if spec.state_dim % units:
+            continue
+        own = spec.state_dim // units - 2
+        if own > 0 and (own + 3) * (units - 1) + own == spec.obs_dim:
+            return units - spec.n_agents
+    raise ValueError(f"{spec.map_name}: sizes obs {spec.obs_dim} / state {spec.state_dim} do not fit SMAX's layout")
+
+
+ENEMY_ACTION_FEATURES = 3
+"""What an ally sees of an enemy's previous action: its move (x, y) and its attack (scaled)."""
 
 
 class StateProjector:
@@ -61,22 +77,58 @@ class StateProjector:
                 f"{self.spec.map_name}: world state has {self.spec.state_dim} features, the "
                 f"projection expects {expected}"
             )
-        self._enemy_action_slots = jnp.asarray(self._enemy_action_slot_mask())
+        self.n_enemies = self._n_units - self._n_allies
+        if self.n_enemies != enemy_count(self.spec):
+            raise ValueError(f"{self.spec.map_name}: enemy count from the sizes disagrees with SMAX's")
+        slot_enemy = self._enemy_action_slot_index()
+        self._enemy_action_slots = jnp.asarray(slot_enemy >= 0)
+        # [N * O, n_enemies * 3] one-hot: which enemy feature each observation slot shows.
+        flat = slot_enemy.reshape(-1)
+        gather = np.zeros((flat.size, self.n_enemies * ENEMY_ACTION_FEATURES), np.float32)
+        gather[np.flatnonzero(flat >= 0), flat[flat >= 0]] = 1.0
+        self._slot_to_enemy = jnp.asarray(gather)
         self.view = jax.jit(self._batched(self._view_one, 1))
         self.observe = jax.jit(self._batched(self._observe_one, 3))
 
-    def _enemy_action_slot_mask(self) -> np.ndarray:
-        """[N, O] bool: the observation slots holding an enemy's previous move and attack."""
+    def _enemy_action_slot_index(self) -> np.ndarray:
+        """[N, O] int: for each observation slot holding an enemy's previous move or attack,
+        ``3 * enemy + feature``; -1 elsewhere."""
         n, f = self._n_allies, self._n_unit_feat
-        mask = np.zeros((n, self.spec.obs_dim), bool)
+        index = np.full((n, self.spec.obs_dim), -1, np.int64)
         if not bool(self._smax.see_enemy_actions):
-            return mask
+            return index
         for i in range(n):
             for k in range(self._n_units - 1):
                 j = k if k < i else k + 1  # the k-th unit other than i (allies first)
                 if j >= n:
-                    mask[i, k * f + 3 : k * f + 6] = True
-        return mask
+                    start = k * f + 3
+                    index[i, start : start + ENEMY_ACTION_FEATURES] = 3 * (j - n) + np.arange(3)
+        return index
+
+    def _visible_blocks(self, obs):
+        """``obs: [..., N, O]`` -> [..., N, O] bool: the slot belongs to a unit the agent sees
+        (a unit block is all zero unless visible, and its unit-type bits are then set)."""
+        f = self._n_unit_feat
+        blocks = obs[..., : (self._n_units - 1) * f].reshape(*obs.shape[:-1], -1, f)
+        visible = jnp.repeat(jnp.any(blocks[..., 7:] != 0, axis=-1), f, axis=-1)
+        pad = [(0, 0)] * (visible.ndim - 1) + [(0, self.spec.obs_dim - visible.shape[-1])]
+        return jnp.pad(visible, pad)
+
+    def enemy_actions(self, obs):
+        """``obs: [..., N, O]`` -> [..., n_enemies * 3]: each enemy's previous move and attack as
+        the allies that see it observe them (0 when none does)."""
+        obs = jnp.asarray(obs, jnp.float32)
+        seen = (self._visible_blocks(obs) & self._enemy_action_slots).astype(jnp.float32)
+        lead = obs.shape[:-2]
+        total = (obs * seen).reshape(*lead, -1) @ self._slot_to_enemy
+        count = seen.reshape(*lead, -1) @ self._slot_to_enemy
+        return total / jnp.maximum(count, 1.0)
+
+    def enemy_action_hint(self, enemy):
+        """``enemy: [..., n_enemies * 3]`` -> an observation hint [..., N, O] holding them in
+        every enemy-action slot (zero elsewhere), for ``observe``."""
+        hint = jnp.asarray(enemy, jnp.float32) @ self._slot_to_enemy.T
+        return hint.reshape(*hint.shape[:-1], self._n_allies, self.spec.obs_dim)
 
     @staticmethod
     def _batched(fn, n_args: int):
@@ -132,12 +184,7 @@ class StateProjector:
         st = self._jaxmarl_state(state, prev_actions)
         obs = self._smax.get_obs_unit_list(st)
         obs = jnp.stack([obs[a] for a in self._smax.agents[: self._n_allies]]).astype(jnp.float32)
-        # A block is visible when its unit-type bits are set (invisible blocks are all zero).
-        f = self._n_unit_feat
-        blocks = obs[:, : (self._n_units - 1) * f].reshape(self._n_allies, -1, f)
-        visible = jnp.repeat(jnp.any(blocks[:, :, 7:] != 0, axis=-1), f, axis=-1)
-        visible = jnp.pad(visible, ((0, 0), (0, self.spec.obs_dim - visible.shape[-1])))
-        keep_hint = self._enemy_action_slots & visible
+        keep_hint = self._enemy_action_slots & self._visible_blocks(obs)
         return jnp.where(keep_hint, obs_hint.astype(jnp.float32), obs)
 
 

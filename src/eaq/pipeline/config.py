@@ -44,6 +44,10 @@ class Preset:
     project_to_env: bool = False
     """Recompute each synthetic step's observations and legal actions (and a clean state) from
     its generated state with SMAX's own functions (eaq.env.project), so they are consistent."""
+    observations: str = "generated"
+    """What the diffusion model generates: "generated" (observations and legal bits too) or
+    "from_state" (state, actions and rewards; observations and legal actions computed from the
+    state by SMAX, which implies the projection); see eaq.diffusion.config."""
 
 
 PRESETS: dict[str, Preset] = {

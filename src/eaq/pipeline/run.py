@@ -141,6 +141,7 @@ def _diffusion_config(preset: Preset, q_weight: float, seed: int = 0):
         sample_steps=min(preset.sampler_steps, base.n_diffusion_steps),
         q_weight=q_weight,
         q_target=preset.q_target,
+        observations=preset.observations,
         seed=seed,
     )
 
@@ -166,8 +167,10 @@ def _read_run_record(path: Path) -> dict[str, Any]:
         old["preset"].setdefault("q_target", "episode")  # before q_target: the whole episode
         old["preset"].setdefault("relabel_rewards", False)  # before the option: off
         old["preset"].setdefault("project_to_env", False)  # before the option: off
+        old["preset"].setdefault("observations", "generated")  # before the option: generated
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
             old["diffusion"] = _diffusion_record(Preset(**old["preset"]), legacy=True)
+        old["diffusion"].setdefault("observations", "generated")  # before the option
     return old
 
 
