@@ -8,8 +8,9 @@ rebuilds a JaxMARL ``State`` from the world-state vector and calls them.
 
 The one thing the world state does not hold is the enemies' previous actions, which allies see
 (``see_enemy_actions``); those observation slots keep the values given in ``obs_hint`` wherever
-the enemy is visible. On real data the projection reproduces the stored observations, states and
-legal actions exactly (tested), so it changes only what is inconsistent.
+the enemy is visible (``enemy_actions`` reads them out of observations, 3 per enemy, and
+``enemy_action_hint`` puts them back). On real data the projection reproduces the stored
+observations, states and legal actions exactly (tested), so it changes only what is inconsistent.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class StateProjector:
 
     def __init__(self, env: SmaxEnv):
         self.spec = env.spec
-        inner = env._env._env  # HeuristicEnemySMAX -> SMAX (all units are agents there)
+        inner = env.smax  # all units are agents there
         self._smax = inner
         self._n_allies = int(inner.num_allies)
         self._n_units = int(inner.num_agents)

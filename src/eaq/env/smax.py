@@ -157,6 +157,12 @@ class SmaxEnv:
             max_return=_DAMAGE_RETURN + _WIN_BONUS,
         )
 
+    @property
+    def smax(self):
+        """JaxMARL's underlying ``SMAX`` (allies and enemies are all agents there): its
+        observation, world-state and availability functions, for eaq.env.project."""
+        return self._env._env
+
     def _timestep(self, obs: dict, env_state) -> TimeStep:
         avail = self._env.get_avail_actions(env_state)
         return TimeStep(
