@@ -22,6 +22,10 @@ def test_spec_matches_design(map_name):
     assert (spec.obs_dim, spec.state_dim, spec.n_actions, spec.n_agents) == (o, s, a, n)
     assert spec.max_steps == 100
     assert spec.max_return == 2.0
+    # the from_state diffusion layout sizes its enemy channels from the spec alone
+    from eaq.env.project import enemy_count
+
+    assert enemy_count(spec) == {"3m": 3, "2s3z": 5, "5m_vs_6m": 6, "8m": 8}[map_name]
 
 
 def test_unknown_map_lists_valid_names():
