@@ -229,13 +229,16 @@ def test_decode_filter_drops_and_counts_broken_samples(random_batch_3m):
     assert kept.lengths()[1] == 3 and kept.terminals[1, 2]
 
 
+def _encoded(batch, seed: int):
+    """(normaliser, x [E, 100, C], views of x by quantity, rng): real episodes to tamper with."""
+    norm = fit_normaliser(batch)
+    x = encode(batch, norm, 100)
+    return norm, x, EpisodeLayout(batch.spec).split(x), np.random.default_rng(seed)
+
+
 def test_decode_picks_legal_actions_only(random_batch_3m):
     batch = random_batch_3m
-    norm = fit_normaliser(batch)
-    layout = EpisodeLayout(batch.spec)
-    x = encode(batch, norm, 100)
-    rng = np.random.default_rng(0)
-    parts = layout.split(x)
+    norm, x, parts, rng = _encoded(batch, 0)
     parts["action"][...] = rng.normal(size=parts["action"].shape)  # views: edits x in place
     decoded = decode(x, norm, batch.spec)
     kept, _ = to_batch(decoded, batch.meta)
@@ -336,11 +339,7 @@ def test_decode_with_projection_gives_episodes_consistent_with_their_states(rand
     from eaq.env.project import previous_actions, projector
 
     batch = random_batch_3m
-    norm = fit_normaliser(batch)
-    layout = EpisodeLayout(batch.spec)
-    x = encode(batch, norm, 100)
-    rng = np.random.default_rng(1)
-    parts = layout.split(x)
+    norm, x, parts, rng = _encoded(batch, 1)
     parts["obs"][...] += rng.normal(size=parts["obs"].shape)  # observations off the state
     parts["legal"][...] = 1.0  # the model claims every action is legal
     parts["action"][...] = rng.normal(size=parts["action"].shape)
