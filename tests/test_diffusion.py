@@ -16,12 +16,13 @@ import pytest
 from jax.sharding import Mesh
 
 from eaq.data.validate import validate_batch
-from eaq.diffusion.augment import augment, make_sampler
+from eaq.diffusion.augment import augment, make_sampler, sample_episodes
 from eaq.diffusion.codec import EpisodeLayout, encode, fit_normaliser
 from eaq.diffusion.config import PRESETS, DiffusionConfig
 from eaq.diffusion.decode import decode, to_batch
 from eaq.diffusion.diffusion import cosine_alpha_bars, diffusion_loss
 from eaq.diffusion.fidelity import dynamics_consistency
+from eaq.diffusion.inpaint import Inpainting, inpaint_targets
 from eaq.diffusion.relabel import fit_reward_model, relabel_rewards
 from eaq.diffusion.train import load_model, make_train, replicate, train_diffusion
 from eaq.diffusion.unet import TemporalUNet, padded_length
@@ -295,6 +296,51 @@ def test_augment_writes_only_valid_synthetic_episodes(trained_model, random_batc
     assert len(report.per_channel_distance) == 348
     assert report.q_tot is None  # no Q_tot was given or recorded
     json.dumps(report.to_dict())
+
+
+def test_inpainting_copies_real_lengths_and_prefixes_exactly(trained_model, random_batch_3m):
+    """Fixed entries come out exactly as given; the decoded episodes have their source's length
+    and ending, and their first k steps are the source's steps."""
+    batch = random_batch_3m
+    model = load_model(trained_model[0])
+    layout = EpisodeLayout(batch.spec)
+    sample, chunk = make_sampler(model, guidance=30.0)
+    real_x = encode(batch, model.normaliser, model.length)
+    lengths = batch.mask.sum(axis=1)
+    inpainting = Inpainting(lengths=True, prefix=1.0)
+    known, mask, info = inpaint_targets(real_x, lengths, layout, inpainting, chunk, np.random.default_rng(0))
+    src, k = info["source_episodes"], info["prefix_steps"]
+    assert ((k >= 1) & (k <= lengths[src] - 1)).all() and len(np.unique(k)) > 1
+    x = np.asarray(sample(jax.random.PRNGKey(1), known, mask))
+    np.testing.assert_array_equal(x[mask], known[mask])
+    assert not np.allclose(x[~mask], 0.0)  # the rest is generated
+    d = decode(x, model.normaliser, batch.spec)
+    np.testing.assert_array_equal(d.arrays["mask"].sum(axis=1), lengths[src])
+    np.testing.assert_array_equal(d.arrays["terminals"], batch.terminals[src])
+    np.testing.assert_array_equal(d.arrays["truncations"], batch.truncations[src])
+    prefix = np.arange(batch.spec.max_steps)[None, :] < k[:, None]  # [chunk, T]
+    np.testing.assert_array_equal(d.arrays["actions"][prefix], batch.actions[src][prefix])
+    np.testing.assert_allclose(d.arrays["state"][prefix], batch.state[src][prefix], atol=1e-5)
+    np.testing.assert_allclose(d.arrays["observations"][prefix], batch.observations[src][prefix], atol=1e-5)
+    # nothing fixed: the same samples as the plain sampler (guidance has nothing to pull toward)
+    none = np.zeros_like(mask)
+    np.testing.assert_allclose(
+        np.asarray(sample(jax.random.PRNGKey(1), known, none)), np.asarray(sample(jax.random.PRNGKey(1))), atol=1e-5
+    )
+
+
+def test_augment_with_inpainting_records_it_and_needs_real_data(trained_model, random_batch_3m):
+    out, _ = trained_model
+    inpainting = Inpainting(lengths=True, prefix=0.5)
+    synthetic, report = augment(out, 8, seed=3, real=random_batch_3m, inpainting=inpainting)
+    validate_batch(synthetic)
+    assert synthetic.meta.generator["inpainting"] == inpainting.to_dict()
+    assert 0 < report.extra["inpainting"]["copied_step_share"] < 1
+    assert set(synthetic.mask.sum(axis=1)) <= set(random_batch_3m.mask.sum(axis=1))
+    with pytest.raises(ValueError, match="real episodes"):
+        sample_episodes(load_model(out), 4, inpainting=inpainting)
+    with pytest.raises(ValueError, match=r"prefix=1.5 must be in \[0, 1\]"):
+        Inpainting(prefix=1.5)
 
 
 def test_dynamics_consistency_ignores_state_dims_that_never_change(random_batch_3m):

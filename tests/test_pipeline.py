@@ -110,6 +110,8 @@ def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     record = json.loads(path.read_text())
     del record["preset"]["q_target"]  # as written before the field existed
     del record["preset"]["relabel_rewards"]  # (added later still: read as False)
+    for k in ("inpaint_lengths", "inpaint_prefix", "inpaint_guidance"):
+        del record["preset"][k]  # (and later still: no inpainting)
     del record["diffusion"]
     path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match="another preset"):
@@ -118,9 +120,10 @@ def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     Benchmark(episode)._record_config()
     assert json.loads(path.read_text())["preset"]["q_target"] == "episode"
     assert dataclasses.asdict(Benchmark(episode).preset)["q_target"] == "episode"
-    relabelled = BenchmarkConfig(**{**base, "overrides": (*TINY, ("q_target", "episode"), ("relabel_rewards", True))}, run="old")
-    with pytest.raises(ValueError, match="another preset"):
-        Benchmark(relabelled)._record_config()
+    for change in (("relabel_rewards", True), ("inpaint_lengths", True)):
+        changed = BenchmarkConfig(**{**base, "overrides": (*TINY, ("q_target", "episode"), change)}, run="old")
+        with pytest.raises(ValueError, match="another preset"):
+            Benchmark(changed)._record_config()
 
 
 def test_runs_of_the_narrow_small_model_are_not_resumed_with_the_wide_one(tmp_path):

@@ -60,6 +60,13 @@ class Benchmark:
     project_to_env: bool = False
     """Recompute synthetic observations and legal actions from the synthetic states with SMAX's
     own functions (only the enemies' previous actions are kept from the model)."""
+    inpaint_lengths: bool = False
+    """Sample each synthetic episode with a random real episode's length and ending fixed
+    (inpainting with reconstruction guidance)."""
+    inpaint_prefix: float | None = None
+    """Also fix a random real episode's first steps, up to this share of its length (0-1)."""
+    inpaint_guidance: float | None = None
+    """Reconstruction-guidance weight of the inpainting (default 30)."""
 
     def config(self):
         from eaq.pipeline import BenchmarkConfig
@@ -74,6 +81,9 @@ class Benchmark:
             "relabel_rewards": self.relabel_rewards or None,  # only set, never unset, a preset's choice
             "project_to_env": self.project_to_env or None,
             "observations": self.observations,
+            "inpaint_lengths": self.inpaint_lengths or None,
+            "inpaint_prefix": self.inpaint_prefix,
+            "inpaint_guidance": self.inpaint_guidance,
         }
         return BenchmarkConfig(
             maps=_split(self.maps),

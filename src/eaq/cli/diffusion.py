@@ -94,6 +94,14 @@ class Augment:
     project_to_env: bool = False
     """Recompute the observations and legal actions from each synthetic state with SMAX's own
     functions (only the enemies' previous actions are kept from the model)."""
+    inpaint_lengths: bool = False
+    """Fix each sample's length and ending to a random real episode's (inpainting with
+    reconstruction guidance; the real episodes are --data or the model's training data)."""
+    inpaint_prefix: float = 0.0
+    """Also fix a random real episode's first steps, up to this share of its length (0-1);
+    synthetic episodes then branch from real ones."""
+    inpaint_guidance: float = 30.0
+    """Reconstruction-guidance weight of the inpainting (0: replacement only)."""
 
     def run(self) -> int:
         import json
@@ -101,12 +109,14 @@ class Augment:
         from eaq.data.card import dataset_card, render_card
         from eaq.data.store import atomic_write_text, load_dataset, save_dataset
         from eaq.diffusion.augment import augment
+        from eaq.diffusion.inpaint import Inpainting
 
         if self.out.exists() and not self.force:
             raise FileExistsError(f"{self.out} already exists; pass --force to overwrite it")
         real = load_dataset(self.data) if self.data is not None else None
         synthetic, report = augment(self.model, self.episodes, self.seed, real=real, max_draw_factor=self.max_draw_factor,
-                                    relabel=self.relabel_rewards, project=self.project_to_env)
+                                    relabel=self.relabel_rewards, project=self.project_to_env,
+                                    inpainting=Inpainting(self.inpaint_lengths, self.inpaint_prefix, self.inpaint_guidance))
         save_dataset(synthetic, self.out, force=self.force)
         card = dataset_card(synthetic)
         stem = self.out.parent / f"{self.out.name}_fidelity"

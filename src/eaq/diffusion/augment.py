@@ -19,9 +19,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from eaq.data.batch import DatasetMeta, EpisodeBatch
 from eaq.data.validate import validate_batch
+from eaq.diffusion.codec import EpisodeLayout, encode
 from eaq.diffusion.decode import decode, to_batch
 from eaq.diffusion.diffusion import cosine_alpha_bars, ddim_sample
 from eaq.diffusion.fidelity import FidelityReport, fidelity_report
+from eaq.diffusion.inpaint import Inpainting, inpaint_targets
 from eaq.diffusion.relabel import relabel_rewards
 from eaq.diffusion.train import DiffusionModel, load_model, local_mesh
 from eaq.env.project import projector as env_projector
@@ -31,29 +33,42 @@ class NoValidSamplesError(ValueError):
     """The model produced no valid episode within the draw budget (a result, not a crash)."""
 
 
-def make_sampler(model: DiffusionModel, mesh: Mesh | None = None, chunk: int | None = None):
-    """Returns ``sample(key) -> x: [chunk, L, C]`` (normalised, jitted, batch split over
-    devices) and the chunk size (rounded up to a multiple of the device count)."""
+def make_sampler(model: DiffusionModel, mesh: Mesh | None = None, chunk: int | None = None, guidance: float = 0.0):
+    """Returns ``sample(key, known=None, known_mask=None) -> x: [chunk, L, C]`` (normalised,
+    jitted, batch split over devices; ``known``/``known_mask: [chunk, L, C]`` inpaint, see
+    eaq.diffusion.inpaint; ``guidance``: its reconstruction-guidance weight) and the chunk size
+    (rounded up to a multiple of the device count)."""
     mesh = mesh or local_mesh()
     cfg = model.config
     chunk = mesh.size * math.ceil((chunk or cfg.sample_chunk) / mesh.size)
     shape = (chunk, model.length, len(model.normaliser.mean))
     sample = _jitted_sampler(
-        model.denoise, cfg.n_diffusion_steps, cfg.sample_steps, cfg.clip_denoised, shape, mesh
+        model.denoise, cfg.n_diffusion_steps, cfg.sample_steps, cfg.clip_denoised, shape, mesh, guidance
     )
     params = jax.device_put(model.params, NamedSharding(mesh, PartitionSpec()))
-    return (lambda key: sample(params, key)), chunk
+    by_batch = NamedSharding(mesh, PartitionSpec("data"))
+
+    def run(key, known=None, known_mask=None):
+        if known is None:
+            return sample(params, key, None, None)
+        return sample(params, key, jax.device_put(known, by_batch), jax.device_put(known_mask, by_batch))
+
+    return run, chunk
 
 
 @functools.lru_cache(maxsize=8)
-def _jitted_sampler(denoise, n_diffusion_steps: int, sample_steps: int, clip: float, shape, mesh: Mesh):
+def _jitted_sampler(
+    denoise, n_diffusion_steps: int, sample_steps: int, clip: float, shape, mesh: Mesh, guidance: float
+):
     """One compiled sampler per (model, shape, mesh); the weights are an argument."""
     by_batch = NamedSharding(mesh, PartitionSpec("data"))
     alpha_bars = jnp.asarray(cosine_alpha_bars(n_diffusion_steps))
 
     @jax.jit
-    def sample(params, key):
-        return ddim_sample(denoise, params, key, shape, alpha_bars, sample_steps, clip, by_batch)
+    def sample(params, key, known, known_mask):
+        return ddim_sample(
+            denoise, params, key, shape, alpha_bars, sample_steps, clip, by_batch, known, known_mask, guidance
+        )
 
     return sample
 
@@ -66,13 +81,30 @@ def sample_episodes(
     mesh: Mesh | None = None,
     chunk: int | None = None,
     project: bool = False,
+    inpainting: Inpainting | None = None,
+    real: EpisodeBatch | None = None,
 ) -> tuple[EpisodeBatch, dict]:
     """Valid synthetic episodes (at most ``n_episodes``) and the sampling statistics
-    ``{n_generated, dropped: {reason: count}, legality_rate}``; ``project``: recompute the
-    observations and legal actions from each sampled state (eaq.env.project)."""
+    ``{n_generated, dropped: {reason: count}, legality_rate, copied_step_share}``; ``project``:
+    recompute the observations and legal actions from each sampled state (eaq.env.project);
+    ``inpainting``: fix parts of each sample to a random episode of ``real`` (eaq.diffusion.inpaint);
+    ``copied_step_share`` is the share of the kept episodes' steps copied whole from real prefixes."""
     if n_episodes < 1:
         raise ValueError(f"episodes={n_episodes} must be >= 1")
-    sample, chunk = make_sampler(model, mesh, chunk)
+    inpainting = inpainting or Inpainting()
+    if inpainting.active:
+        if real is None:
+            raise ValueError("inpainting needs the real episodes to copy from (real=...)")
+        if real.spec != model.spec:
+            raise ValueError(
+                f"inpainting: the real data is map {real.spec.map_name}, the model {model.model_dir} "
+                f"was trained on {model.spec.map_name}"
+            )
+        real_x = encode(real, model.normaliser, model.length, model.config.obs_from_state)
+        real_lengths = real.mask.sum(axis=1)
+        layout = EpisodeLayout(model.spec, model.config.obs_from_state)
+        rng = np.random.default_rng(seed)
+    sample, chunk = make_sampler(model, mesh, chunk, inpainting.guidance if inpainting.active else 0.0)
     project = project or model.config.obs_from_state  # that layout always projects
     projector = env_projector(model.spec.map_name) if project else None
     meta = DatasetMeta(
@@ -87,6 +119,7 @@ def sample_episodes(
             "sample_steps": model.config.sample_steps,
             "qtot": model.record.get("qtot"),
             "projected_to_env": project,
+            "inpainting": inpainting.to_dict(),
         },
         seed=seed,
     )
@@ -94,13 +127,21 @@ def sample_episodes(
     kept: list[EpisodeBatch] = []
     n_kept = n_generated = 0
     dropped: dict[str, int] = {}
-    legal_hits = legal_total = 0
+    legal_hits = legal_total = copied = kept_steps = 0
     max_draws = max(chunk, int(max_draw_factor * n_episodes))
     while n_kept < n_episodes and n_generated < max_draws:
         key, k = jax.random.split(key)
-        decoded = decode(np.asarray(sample(k)), model.normaliser, model.spec, projector, model.config.obs_from_state)
+        if inpainting.active:
+            known, known_mask, info = inpaint_targets(real_x, real_lengths, layout, inpainting, chunk, rng)
+            x = sample(k, known, known_mask)
+        else:
+            x, info = sample(k), {"prefix_steps": np.zeros(chunk, np.int64)}
+        decoded = decode(np.asarray(x), model.normaliser, model.spec, projector, model.config.obs_from_state)
         n_generated += chunk
         valid = decoded.broken == ""
+        lengths = decoded.arrays["mask"][valid].sum(axis=1)
+        copied += int(np.minimum(info["prefix_steps"][valid], lengths)[: n_episodes - n_kept].sum())
+        kept_steps += int(lengths[: n_episodes - n_kept].sum())
         m = decoded.arrays["mask"][valid][..., None]
         legal_hits += int((decoded.raw_legal[valid] & m).sum())
         legal_total += int(np.broadcast_to(m, decoded.raw_legal[valid].shape).sum())
@@ -117,9 +158,16 @@ def sample_episodes(
         )
     batch = EpisodeBatch.concatenate(kept, meta).select(slice(0, n_episodes))
     generator = dict(meta.generator, n_generated=n_generated, dropped=dropped)
+    if inpainting.active:
+        generator["copied_step_share"] = copied / max(kept_steps, 1)
     batch = batch.with_meta(generator=generator)
     validate_batch(batch, where=f"synthetic episodes from {model.model_dir}")
-    stats = {"n_generated": n_generated, "dropped": dropped, "legality_rate": legal_hits / max(legal_total, 1)}
+    stats = {
+        "n_generated": n_generated,
+        "dropped": dropped,
+        "legality_rate": legal_hits / max(legal_total, 1),
+        "copied_step_share": copied / max(kept_steps, 1),
+    }
     return batch, stats
 
 
@@ -133,6 +181,7 @@ def augment(
     max_draw_factor: float = 4.0,
     relabel: bool = False,
     project: bool = False,
+    inpainting: Inpainting | None = None,
 ) -> tuple[EpisodeBatch, FidelityReport]:
     """Samples ``n_episodes`` valid synthetic episodes and their fidelity report.
 
@@ -142,10 +191,11 @@ def augment(
     non-final rewards from the synthetic states (eaq.diffusion.relabel), recorded in the
     report's ``extra["relabel_rewards"]``; ``project``: recompute each synthetic step's
     observations, legal actions and clean state from its state with SMAX's own functions
-    (eaq.env.project), recorded in ``extra["projected_to_env"]``.
+    (eaq.env.project), recorded in ``extra["projected_to_env"]``; ``inpainting``: fix each
+    sample's length and/or prefix to a random episode of ``real`` (eaq.diffusion.inpaint),
+    recorded in ``extra["inpainting"]``.
     """
     model = load_model(model_dir)
-    synthetic, stats = sample_episodes(model, n_episodes, seed, max_draw_factor, project=project)
     if real is None:
         data_path = model.record.get("data")
         if data_path is None or not Path(data_path).exists():
@@ -156,6 +206,9 @@ def augment(
         from eaq.data.store import load_dataset
 
         real = load_dataset(data_path)
+    synthetic, stats = sample_episodes(
+        model, n_episodes, seed, max_draw_factor, project=project, inpainting=inpainting, real=real
+    )
     if qtot is None and model.record.get("qtot"):
         qtot_path = Path(model.record["qtot"])
         if qtot_path.exists():
@@ -179,4 +232,7 @@ def augment(
     if relabelled is not None:
         report.extra["relabel_rewards"] = relabelled
     report.extra["projected_to_env"] = bool(synthetic.meta.generator["projected_to_env"])
+    inpainting = inpainting or Inpainting()
+    if inpainting.active:
+        report.extra["inpainting"] = {**inpainting.to_dict(), "copied_step_share": stats["copied_step_share"]}
     return synthetic, report

@@ -63,10 +63,20 @@ def ddim_sample(
     n_sample_steps: int,
     clip: float,
     sharding=None,
+    known: jax.Array | None = None,
+    known_mask: jax.Array | None = None,
+    guidance: float = 0.0,
 ) -> jax.Array:
     """Deterministic DDIM (eta = 0) from pure noise in ``n_sample_steps`` steps -> ``[B, L, C]``.
 
     ``sharding``: optional sharding of the samples (the batch axis over devices).
+    ``known: [B, L, C]`` and ``known_mask: [B, L, C]`` bool: inpainting. Where the mask is set,
+    the predicted clean episode is replaced by the known value at every step (so the free
+    entries are denoised around it) and the sample ends equal to it. ``guidance`` > 0 adds
+    reconstruction guidance (Ho et al., 2022, "Video Diffusion Models"): before the replacement,
+    the prediction moves by ``-guidance * sqrt(alpha_bar) / 2`` times the gradient, with respect
+    to the noisy sample, of the squared error between the known values and their prediction;
+    this makes the free entries agree with the known ones (replacement alone barely does).
     """
     K = alpha_bars.shape[0]
     levels = np.round(np.linspace(K - 1, 0, n_sample_steps)).astype(np.int32)
@@ -76,7 +86,20 @@ def ddim_sample(
     def step(x, level_pair):
         t, t_prev = level_pair
         ab, ab_prev = ab_ext[t], ab_ext[t_prev]
-        x0 = jnp.clip(denoise(params, x, jnp.full((shape[0],), t)), -clip, clip)
+        level = jnp.full((shape[0],), t)
+        if known is not None and guidance > 0:
+
+            def known_error(x_t):
+                pred = denoise(params, x_t, level)
+                return jnp.sum(jnp.where(known_mask, pred - known, 0.0) ** 2), pred
+
+            grad, x0 = jax.grad(known_error, has_aux=True)(x)
+            x0 = x0 - guidance * jnp.sqrt(ab) / 2 * grad
+        else:
+            x0 = denoise(params, x, level)
+        x0 = jnp.clip(x0, -clip, clip)
+        if known is not None:
+            x0 = jnp.where(known_mask, known, x0)
         eps = (x - jnp.sqrt(ab) * x0) / jnp.sqrt(1.0 - ab)
         return jnp.sqrt(ab_prev) * x0 + jnp.sqrt(1.0 - ab_prev) * eps, None
 
@@ -84,6 +107,8 @@ def ddim_sample(
     if sharding is not None:  # e.g. split the episodes over devices
         x = jax.lax.with_sharding_constraint(x, sharding)
     x, _ = jax.lax.scan(step, x, (jnp.asarray(levels), jnp.asarray(prev)))
+    if known is not None:
+        x = jnp.where(known_mask, known, x)
     return x
 
 

@@ -48,6 +48,19 @@ class Preset:
     """What the diffusion model generates: "generated" (observations and legal bits too) or
     "from_state" (state, actions and rewards; observations and legal actions computed from the
     state by SMAX, which implies the projection); see eaq.diffusion.config."""
+    inpaint_lengths: bool = False
+    """Sample each synthetic episode with a random real episode's length and ending fixed
+    (inpainting with reconstruction guidance; eaq.diffusion.inpaint)."""
+    inpaint_prefix: float = 0.0
+    """Also fix a random real episode's first steps (up to this share of its length), so that
+    synthetic episodes branch from real ones; 0: off."""
+    inpaint_guidance: float = 30.0
+    """Reconstruction-guidance weight of the inpainting (used only when it is on)."""
+
+    def inpainting(self):
+        from eaq.diffusion.inpaint import Inpainting
+
+        return Inpainting(lengths=self.inpaint_lengths, prefix=self.inpaint_prefix, guidance=self.inpaint_guidance)
 
 
 PRESETS: dict[str, Preset] = {
