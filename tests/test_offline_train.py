@@ -86,6 +86,8 @@ def test_bad_datasets_get_clear_errors(random_batch_3m):
         check_datasets([])
     with pytest.raises(ValueError, match="unknown learner"):
         OfflineConfig(learner="dqn")
+    with pytest.raises(ValueError, match="cql_ood_actions must be >= 1"):
+        OfflineConfig(cql_ood_actions=0)
 
 
 # ------------------------------------------------------------------ training

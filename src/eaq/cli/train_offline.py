@@ -45,6 +45,8 @@ class TrainOffline:
     """Adam learning rate."""
     cql_weight: float = 3.0
     """QMIX+CQL conservative weight."""
+    cql_ood_actions: int = 10
+    """QMIX+CQL: random legal joint actions per step in the CQL logsumexp (OG-MARL: 20)."""
     eval_every: int = 1000
     """Evaluate and checkpoint every this many updates."""
     eval_episodes: int = 64
@@ -69,6 +71,7 @@ class TrainOffline:
             batch_size=self.batch_size,
             lr=self.lr,
             cql_weight=self.cql_weight,
+            cql_ood_actions=self.cql_ood_actions,
             eval_every=self.eval_every,
             eval_episodes=self.eval_episodes,
             final_eval_episodes=self.final_eval_episodes,

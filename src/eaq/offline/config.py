@@ -60,7 +60,7 @@ class OfflineConfig:
     def __post_init__(self):
         if self.learner not in LEARNERS:
             raise ValueError(f"unknown learner {self.learner!r}; choose one of {', '.join(LEARNERS)}")
-        for name in ("steps", "batch_size", "segment", "eval_every", "target_update_every"):
+        for name in ("steps", "batch_size", "segment", "eval_every", "target_update_every", "cql_ood_actions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
