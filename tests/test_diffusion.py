@@ -308,10 +308,11 @@ def test_inpainting_copies_real_lengths_and_prefixes_exactly(trained_model, rand
     real_x = encode(batch, model.normaliser, model.length)
     lengths = batch.mask.sum(axis=1)
     inpainting = Inpainting(lengths=True, prefix=1.0)
-    known, mask, info = inpaint_targets(real_x, lengths, layout, inpainting, chunk, np.random.default_rng(0))
+    known, mask, guide, info = inpaint_targets(real_x, lengths, layout, inpainting, chunk, np.random.default_rng(0))
     src, k = info["source_episodes"], info["prefix_steps"]
+    assert (mask[guide]).all() and set(np.flatnonzero(guide.any(axis=(0, 1)))) == {layout.alive_channel, layout.terminal_channel}
     assert ((k >= 1) & (k <= lengths[src] - 1)).all() and len(np.unique(k)) > 1
-    x = np.asarray(sample(jax.random.PRNGKey(1), known, mask))
+    x = np.asarray(sample(jax.random.PRNGKey(1), known, mask, guide))
     np.testing.assert_array_equal(x[mask], known[mask])
     assert not np.allclose(x[~mask], 0.0)  # the rest is generated
     d = decode(x, model.normaliser, batch.spec)
@@ -325,7 +326,7 @@ def test_inpainting_copies_real_lengths_and_prefixes_exactly(trained_model, rand
     # nothing fixed: the same samples as the plain sampler (guidance has nothing to pull toward)
     none = np.zeros_like(mask)
     np.testing.assert_allclose(
-        np.asarray(sample(jax.random.PRNGKey(1), known, none)), np.asarray(sample(jax.random.PRNGKey(1))), atol=1e-5
+        np.asarray(sample(jax.random.PRNGKey(1), known, none, none)), np.asarray(sample(jax.random.PRNGKey(1))), atol=1e-5
     )
 
 

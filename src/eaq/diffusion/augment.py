@@ -34,10 +34,10 @@ class NoValidSamplesError(ValueError):
 
 
 def make_sampler(model: DiffusionModel, mesh: Mesh | None = None, chunk: int | None = None, guidance: float = 0.0):
-    """Returns ``sample(key, known=None, known_mask=None) -> x: [chunk, L, C]`` (normalised,
-    jitted, batch split over devices; ``known``/``known_mask: [chunk, L, C]`` inpaint, see
-    eaq.diffusion.inpaint; ``guidance``: its reconstruction-guidance weight) and the chunk size
-    (rounded up to a multiple of the device count)."""
+    """Returns ``sample(key, known=None, known_mask=None, guide_mask=None) -> x: [chunk, L, C]``
+    (normalised, jitted, batch split over devices; ``known``/``known_mask``/``guide_mask:
+    [chunk, L, C]`` inpaint, see eaq.diffusion.inpaint; ``guidance``: the reconstruction-guidance
+    weight) and the chunk size (rounded up to a multiple of the device count)."""
     mesh = mesh or local_mesh()
     cfg = model.config
     chunk = mesh.size * math.ceil((chunk or cfg.sample_chunk) / mesh.size)
@@ -48,10 +48,11 @@ def make_sampler(model: DiffusionModel, mesh: Mesh | None = None, chunk: int | N
     params = jax.device_put(model.params, NamedSharding(mesh, PartitionSpec()))
     by_batch = NamedSharding(mesh, PartitionSpec("data"))
 
-    def run(key, known=None, known_mask=None):
+    def run(key, known=None, known_mask=None, guide_mask=None):
         if known is None:
-            return sample(params, key, None, None)
-        return sample(params, key, jax.device_put(known, by_batch), jax.device_put(known_mask, by_batch))
+            return sample(params, key, None, None, None)
+        guide_mask = known_mask if guide_mask is None else guide_mask
+        return sample(params, key, *(jax.device_put(a, by_batch) for a in (known, known_mask, guide_mask)))
 
     return run, chunk
 
@@ -65,9 +66,10 @@ def _jitted_sampler(
     alpha_bars = jnp.asarray(cosine_alpha_bars(n_diffusion_steps))
 
     @jax.jit
-    def sample(params, key, known, known_mask):
+    def sample(params, key, known, known_mask, guide_mask):
         return ddim_sample(
-            denoise, params, key, shape, alpha_bars, sample_steps, clip, by_batch, known, known_mask, guidance
+            denoise, params, key, shape, alpha_bars, sample_steps, clip, by_batch, known, known_mask, guidance,
+            guide_mask,
         )
 
     return sample
@@ -132,8 +134,8 @@ def sample_episodes(
     while n_kept < n_episodes and n_generated < max_draws:
         key, k = jax.random.split(key)
         if inpainting.active:
-            known, known_mask, info = inpaint_targets(real_x, real_lengths, layout, inpainting, chunk, rng)
-            x = sample(k, known, known_mask)
+            known, known_mask, guide_mask, info = inpaint_targets(real_x, real_lengths, layout, inpainting, chunk, rng)
+            x = sample(k, known, known_mask, guide_mask)
         else:
             x, info = sample(k), {"prefix_steps": np.zeros(chunk, np.int64)}
         decoded = decode(np.asarray(x), model.normaliser, model.spec, projector, model.config.obs_from_state)

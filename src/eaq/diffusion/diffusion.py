@@ -66,6 +66,7 @@ def ddim_sample(
     known: jax.Array | None = None,
     known_mask: jax.Array | None = None,
     guidance: float = 0.0,
+    guide_mask: jax.Array | None = None,
 ) -> jax.Array:
     """Deterministic DDIM (eta = 0) from pure noise in ``n_sample_steps`` steps -> ``[B, L, C]``.
 
@@ -75,10 +76,12 @@ def ddim_sample(
     entries are denoised around it) and the sample ends equal to it. ``guidance`` > 0 adds
     reconstruction guidance (Ho et al., 2022, "Video Diffusion Models"): before the replacement,
     the prediction moves by ``-guidance * sqrt(alpha_bar) / 2`` times the gradient, with respect
-    to the noisy sample, of the squared error between the known values and their prediction;
-    this makes the free entries agree with the known ones (replacement alone barely does).
+    to the noisy sample, of the squared error between the known values and their prediction
+    over ``guide_mask`` (default: ``known_mask``); this makes the free entries agree with the
+    guided known ones (replacement alone barely does).
     """
     K = alpha_bars.shape[0]
+    guided = known_mask if guide_mask is None else guide_mask
     levels = np.round(np.linspace(K - 1, 0, n_sample_steps)).astype(np.int32)
     prev = np.concatenate([levels[1:], [-1]]).astype(np.int32)
     ab_ext = jnp.concatenate([alpha_bars, jnp.ones((1,), alpha_bars.dtype)])  # index -1 -> 1
@@ -91,7 +94,7 @@ def ddim_sample(
 
             def known_error(x_t):
                 pred = denoise(params, x_t, level)
-                return jnp.sum(jnp.where(known_mask, pred - known, 0.0) ** 2), pred
+                return jnp.sum(jnp.where(guided, pred - known, 0.0) ** 2), pred
 
             grad, x0 = jax.grad(known_error, has_aux=True)(x)
             x0 = x0 - guidance * jnp.sqrt(ab) / 2 * grad

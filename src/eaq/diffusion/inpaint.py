@@ -19,7 +19,6 @@ Two things can be fixed, independently:
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,11 +37,13 @@ class Inpainting:
     """Fix every channel of a real episode's first k steps, k uniform in 1..ceil(prefix * length)
     (and < length); 0 fixes no prefix. In [0, 1]."""
     guidance: float = 30.0
-    """Reconstruction-guidance weight (eaq.diffusion.diffusion.ddim_sample); 0 is replacement
-    only. On fast-v9's 3m Medium EAQ model with the lengths of 64 real episodes of >= 40 steps
-    (mean 95.8): 0 gave synthetic lengths of mean 17.8 (correlation 0.03 with the real ones),
-    1: 18.4, 10: 67.8 with 58 % of samples broken, 30 and 100: 95.8 (correlation 1.00, none
-    broken), 300: 23 % broken (docs/diffusion.md)."""
+    """Reconstruction-guidance weight (eaq.diffusion.diffusion.ddim_sample) on the length
+    channels; 0 is replacement only. On fast-v9's 3m Medium EAQ model with the lengths of real
+    episodes of >= 40 steps, 0 leaves the synthetic lengths where they were (about 18 steps,
+    uncorrelated with the real ones) and 30 makes them follow (docs/diffusion.md,
+    benchmarks/inpainting.py). Prefix steps are fixed by replacement only: guiding on them too
+    made the first generated step jump away from the last copied one (summed |state change|
+    204 against 28 without guidance; real transitions: 12)."""
 
     def __post_init__(self):
         if not 0.0 <= self.prefix <= 1.0:
@@ -65,12 +66,13 @@ def inpaint_targets(
     inpainting: Inpainting,
     n: int,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Known values and where they apply, for ``n`` samples.
 
     ``real_x: [E, L, C]`` real episodes, normalised as the model sees them; ``real_lengths: [E]``.
     Returns ``known: [n, L, C]`` float32, ``known_mask: [n, L, C]`` bool (all False when
-    ``inpainting`` is inactive) and statistics ``{source_episodes: [n], prefix_steps: [n]}``.
+    ``inpainting`` is inactive), ``guide_mask: [n, L, C]`` bool (the length channels only) and
+    statistics ``{source_episodes: [n], prefix_steps: [n]}``.
     """
     E, L, C = real_x.shape
     if E == 0:
@@ -83,18 +85,11 @@ def inpaint_targets(
     prefix = np.zeros(n, np.int64)
     if inpainting.lengths:
         mask[..., [layout.alive_channel, layout.terminal_channel]] = True
+    guide = mask.copy()  # guidance on the length channels only (see Inpainting.guidance)
     if inpainting.prefix > 0:
         lengths = real_lengths[src]
         top = np.maximum(np.ceil(inpainting.prefix * lengths).astype(np.int64), 1)
         prefix = np.minimum(rng.integers(1, top + 1), lengths - 1).clip(min=0)
         mask |= (np.arange(L)[None, :] < prefix[:, None])[..., None]
-    return known, mask, {"source_episodes": src, "prefix_steps": prefix}
+    return known, mask, guide, {"source_episodes": src, "prefix_steps": prefix}
 
-
-def describe(inpainting: Inpainting) -> str:
-    parts = []
-    if inpainting.lengths:
-        parts.append("real lengths")
-    if inpainting.prefix > 0:
-        parts.append(f"real prefixes (up to {math.ceil(100 * inpainting.prefix)} %)")
-    return " + ".join(parts) or "none"
