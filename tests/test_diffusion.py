@@ -330,13 +330,15 @@ def test_inpainting_copies_real_lengths_and_prefixes_exactly(trained_model, rand
     )
 
 
-def test_augment_with_inpainting_records_it_and_needs_real_data(trained_model, random_batch_3m):
+def test_augment_with_inpainting_records_it_and_needs_real_data(trained_model, random_batch_3m, capsys):
     out, _ = trained_model
     inpainting = Inpainting(lengths=True, prefix=0.5)
     synthetic, report = augment(out, 8, seed=3, real=random_batch_3m, inpainting=inpainting)
     validate_batch(synthetic)
     assert synthetic.meta.generator["inpainting"] == inpainting.to_dict()
     assert 0 < report.extra["inpainting"]["copied_step_share"] < 1
+    report.render()
+    assert "inpainted from real" in capsys.readouterr().out
     assert set(synthetic.mask.sum(axis=1)) <= set(random_batch_3m.mask.sum(axis=1))
     with pytest.raises(ValueError, match="real episodes"):
         sample_episodes(load_model(out), 4, inpainting=inpainting)

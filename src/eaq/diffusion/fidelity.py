@@ -106,6 +106,14 @@ class FidelityReport:
             )
         if self.extra.get("projected_to_env"):
             t.add_row("observations and legal actions", "recomputed from the states by SMAX", "yes")
+        inpainting = self.extra.get("inpainting")
+        if inpainting:
+            fixed = ["lengths"] * bool(inpainting["lengths"]) + [f"prefix <= {inpainting['prefix']:g}"] * (inpainting["prefix"] > 0)
+            t.add_row(
+                "inpainted from real episodes",
+                f"{' + '.join(fixed)}, guidance {inpainting['guidance']:g}",
+                f"{100 * inpainting['copied_step_share']:.1f} % of steps copied",
+            )
         Console().print(t)
 
     def plot(self, path: str | Path, map_name: str = "") -> Path:
