@@ -37,7 +37,7 @@ from eaq.diffusion.train import load_model
 
 
 def summary(batch) -> dict:
-    lengths = batch.mask.sum(axis=1)
+    lengths = batch.lengths()
     return {
         "episodes": batch.n_episodes,
         "length_mean": float(lengths.mean()),
@@ -49,7 +49,7 @@ def summary(batch) -> dict:
 
 
 def guidance_sweep(model, real, weights, long_from: int, seed: int) -> list[dict]:
-    lengths = real.mask.sum(axis=1)
+    lengths = real.lengths()
     long = np.flatnonzero(lengths >= long_from)
     if long.size == 0:
         raise SystemExit(f"no real episode has >= {long_from} steps; lower --long-from")
@@ -80,7 +80,7 @@ def guidance_sweep(model, real, weights, long_from: int, seed: int) -> list[dict
 
 
 def join_check(model, real, prefix: float, seed: int) -> list[dict]:
-    lengths = real.mask.sum(axis=1)
+    lengths = real.lengths()
     layout = EpisodeLayout(model.spec, model.config.obs_from_state)
     real_x = encode(real, model.normaliser, model.length, model.config.obs_from_state)
     real_change = np.abs(np.diff(real.state, axis=1)).sum(-1)[real.mask[:, 1:]]

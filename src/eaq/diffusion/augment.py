@@ -49,10 +49,9 @@ def make_sampler(model: DiffusionModel, mesh: Mesh | None = None, chunk: int | N
     by_batch = NamedSharding(mesh, PartitionSpec("data"))
 
     def run(key, known=None, known_mask=None, guide_mask=None):
-        if known is None:
-            return sample(params, key, None, None, None)
-        guide_mask = known_mask if guide_mask is None else guide_mask
-        return sample(params, key, *(jax.device_put(a, by_batch) for a in (known, known_mask, guide_mask)))
+        # None stays None (a separate compilation); ddim_sample defaults guide_mask to known_mask
+        inpaint = (None if a is None else jax.device_put(a, by_batch) for a in (known, known_mask, guide_mask))
+        return sample(params, key, *inpaint)
 
     return run, chunk
 
@@ -103,7 +102,7 @@ def sample_episodes(
                 f"was trained on {model.spec.map_name}"
             )
         real_x = encode(real, model.normaliser, model.length, model.config.obs_from_state)
-        real_lengths = real.mask.sum(axis=1)
+        real_lengths = real.lengths()
         layout = EpisodeLayout(model.spec, model.config.obs_from_state)
         rng = np.random.default_rng(seed)
     sample, chunk = make_sampler(model, mesh, chunk, inpainting.guidance if inpainting.active else 0.0)

@@ -108,7 +108,11 @@ class FidelityReport:
             t.add_row("observations and legal actions", "recomputed from the states by SMAX", "yes")
         inpainting = self.extra.get("inpainting")
         if inpainting:
-            fixed = ["lengths"] * bool(inpainting["lengths"]) + [f"prefix <= {inpainting['prefix']:g}"] * (inpainting["prefix"] > 0)
+            fixed = []
+            if inpainting["lengths"]:
+                fixed.append("lengths")
+            if inpainting["prefix"] > 0:
+                fixed.append(f"prefix <= {inpainting['prefix']:g}")
             t.add_row(
                 "inpainted from real episodes",
                 f"{' + '.join(fixed)}, guidance {inpainting['guidance']:g}",
