@@ -163,3 +163,31 @@ def test_report_lists_failed_cells_and_keeps_them_out_of_the_means():
     assert rows[0]["normalized_return"]["mean"] == 41.0
     table = table_markdown(rows, cells=cells)
     assert "Failed cell" in table and "none of 2048 samples" in table
+
+
+def test_report_pairs_by_seed_and_checks_the_goal_averaged_over_maps():
+    from eaq.pipeline.report import goal_check, summarize, table_markdown
+
+    # Seeds differ a lot (shared by every variant of a seed); EAQ adds a steady +10 points on
+    # Medium (+25 %, above the paper's 17.3 %), EAQ^-Q +2; on Good EAQ loses 5 points every seed.
+    base = {0: 30.0, 1: 50.0, 2: 40.0}
+    shift = {("medium", "original"): 0.0, ("medium", "eaq-noq"): 2.0, ("medium", "eaq"): 10.0,
+             ("good", "original"): 40.0, ("good", "eaq"): 35.0}
+    cells = [
+        {"map": m, "quality": q, "variant": v, "seed": s, "normalized_return": base[s] + d + (1.0 if m == "8m" else 0.0), "win_rate": 0.1}
+        for (q, v), d in shift.items() for m in ("3m", "8m") for s in base
+    ]
+    rows = {(r["map"], r["quality"], r["variant"]): r for r in summarize(cells)}
+    medium = rows[("3m", "medium", "eaq")]
+    assert not medium["significant"]  # Welch drowns in the seed spread...
+    assert medium["paired_significant"] and medium["paired_gain_points"]["mean"] == pytest.approx(10.0)  # ...pairing does not
+    assert medium["vs_noq_points"]["mean"] == pytest.approx(8.0)
+
+    goal = {g["quality"]: g for g in goal_check(cells)}
+    assert goal["medium"]["maps"] == ["3m", "8m"] and goal["medium"]["seeds"] == [0, 1, 2]
+    assert goal["medium"]["gain_percent"] == pytest.approx(100 * 10.0 / 40.5)
+    assert goal["medium"]["met"] and not goal["medium"]["enough_seeds"]
+    assert goal["good"]["gain_points"]["hi"] < 0 and not goal["good"]["met"]  # degraded
+    assert "vs_noq_points" not in goal["good"]  # Good has no EAQ^-Q cells here
+    table = table_markdown(list(rows.values()), cells=cells)
+    assert "Against the goal" in table and "indicative" in table and "EAQ >= EAQ^-Q, significant" in table

@@ -1,8 +1,9 @@
 import math
 
 import numpy as np
+import pytest
 
-from eaq.evaluation.stats import mean_ci, proportion_ci, welch_diff_ci
+from eaq.evaluation.stats import mean_ci, paired_diff_ci, proportion_ci, welch_diff_ci
 
 
 def test_mean_ci_matches_t_interval():
@@ -27,3 +28,14 @@ def test_welch_difference_significance():
     assert d.lo > 0  # clearly different
     same = welch_diff_ci(a, a + rng.normal(0, 0.01, 20))
     assert same.lo < 0 < same.hi
+
+
+def test_paired_difference_removes_the_shared_spread():
+    rng = np.random.default_rng(1)
+    seed_effect = rng.normal(0.0, 10.0, 5)  # large spread shared by both arms
+    a, b = seed_effect + 1.0 + rng.normal(0, 0.1, 5), seed_effect
+    assert welch_diff_ci(a, b).lo < 0  # unpaired: lost in the spread
+    paired = paired_diff_ci(a, b)
+    assert paired.lo > 0 and abs(paired.mean - 1.0) < 0.2
+    with pytest.raises(ValueError, match="equal sizes"):
+        paired_diff_ci(a, b[:4])

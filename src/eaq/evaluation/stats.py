@@ -67,6 +67,19 @@ def proportion_ci(successes) -> Estimate:
     return Estimate(p, max(0.0, centre - h), min(1.0, centre + h), n)
 
 
+def paired_diff_ci(a, b) -> Estimate:
+    """Mean of the paired differences a_i - b_i with a t-based 95 % CI.
+
+    For runs that share everything but the treatment (here: the same dataset and learner seed),
+    pairing removes the seed-to-seed spread that a Welch interval has to carry.
+    """
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples need equal sizes, got {a.size} and {b.size}")
+    return mean_ci(a - b)
+
+
 def welch_diff_ci(a, b) -> Estimate:
     """Difference of means (a - b) with a Welch 95 % CI; 'significant' when it excludes 0."""
     a = np.asarray(a, dtype=np.float64).ravel()

@@ -1,7 +1,11 @@
 """Benchmark report: per-cell results -> results.csv, results.json, table.md and figures.
 
 A *cell* is one (map, quality, variant, seed) run; the table aggregates seeds into a mean with a
-95 % CI and compares each augmented variant with ``original`` on the same map and quality.
+95 % CI and compares each augmented variant with ``original`` on the same map and quality, both
+unpaired (Welch) and paired by seed (the variants of one seed share the dataset and the learner's
+seed, so the paired difference is the sharper test). A second table holds the results against the
+benchmark's goal: per quality, averaged over maps, EAQ's gain against the paper's margin, EAQ
+against EAQ^-Q, and whether Good is degraded.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import numpy as np
 
 from eaq.data.card import save_figure
 from eaq.data.store import atomic_write_text
-from eaq.evaluation.stats import mean_ci, welch_diff_ci
+from eaq.evaluation.stats import Estimate, mean_ci, paired_diff_ci, welch_diff_ci
 
 # The paper's reported relative normalized-return gains of EAQ over the original data (SMAC).
 PAPER_GAIN_PERCENT = {"medium": 17.3, "poor": 12.9}
 VARIANT_NAMES = {"original": "original", "eaq-noq": "EAQ^-Q", "eaq": "EAQ"}
+# The goal asks for this many seeds; with fewer, a verdict is indicative only.
+GOAL_SEEDS = 5
 
 
 def group_cells(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
@@ -58,9 +64,106 @@ def summarize(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             d = welch_diff_ci(nr, b)
             row["gain_points"] = d.to_dict()
             row["gain_percent"] = 100 * d.mean / b.mean() if b.mean() != 0 else math.nan
-            row["significant"] = bool(d.lo > 0 or d.hi < 0) if not math.isnan(d.lo) else False
+            row["significant"] = _excludes_zero(d)
+            paired = _paired_by_seed(cs, base)
+            if paired is not None:
+                row["paired_gain_points"] = paired.to_dict()
+                row["paired_significant"] = _excludes_zero(paired)
+        noq = groups.get((m, q, "eaq-noq"))
+        if v == "eaq" and noq and (vs_noq := _paired_by_seed(cs, noq)) is not None:
+            row["vs_noq_points"] = vs_noq.to_dict()
         rows.append(row)
     return rows
+
+
+def _excludes_zero(e: Estimate) -> bool:
+    return bool(e.lo > 0 or e.hi < 0) if not math.isnan(e.lo) else False
+
+
+def _by_seed(cells: list[dict[str, Any]]) -> dict[int, float]:
+    return {int(c["seed"]): float(c["normalized_return"]) for c in cells}
+
+
+def _paired_by_seed(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> Estimate | None:
+    """a - b over the seeds both have (None when they share none)."""
+    ra, rb = _by_seed(a), _by_seed(b)
+    seeds = sorted(ra.keys() & rb.keys())
+    if not seeds:
+        return None
+    return paired_diff_ci([ra[s] for s in seeds], [rb[s] for s in seeds])
+
+
+def _mean_over_maps(per_map: list[dict[int, float]], seeds: list[int]) -> np.ndarray:
+    """[len(seeds)]: each seed's normalized return averaged over maps."""
+    return np.array([np.mean([d[s] for d in per_map]) for s in seeds])
+
+
+def goal_check(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The benchmark's goal, per quality, averaged over the maps that have original and EAQ.
+
+    Per seed (those common to all such maps), the EAQ - original and EAQ - EAQ^-Q differences are
+    averaged over maps; the CI is over seeds. The relative gain is of the mean over maps and seeds.
+    Medium and Poor meet the goal when the gain reaches the paper's margin and the paired CI is
+    above 0; Good when EAQ is not significantly below original.
+    """
+    groups = group_cells([c for c in cells if c.get("status", "ok") == "ok"])
+    out = []
+    for q in sorted({k[1] for k in groups}, key=_qorder):
+        maps = sorted(m for (m, qq, v) in groups if qq == q and v == "eaq" and (m, q, "original") in groups)
+        if not maps:
+            continue
+        per_map = {v: [_by_seed(groups.get((m, q, v), [])) for m in maps] for v in ("original", "eaq-noq", "eaq")}
+        seeds = sorted(set.intersection(*(set(d) for v in ("original", "eaq") for d in per_map[v])))
+        if not seeds:
+            continue
+        eaq, orig = _mean_over_maps(per_map["eaq"], seeds), _mean_over_maps(per_map["original"], seeds)
+        gain = paired_diff_ci(eaq, orig)
+        pct = 100 * gain.mean / orig.mean() if orig.mean() != 0 else math.nan
+        row: dict[str, Any] = {"quality": q, "maps": maps, "seeds": seeds, "gain_points": gain.to_dict(), "gain_percent": pct}
+        noq_seeds = [s for s in seeds if all(s in d for d in per_map["eaq-noq"])]
+        if noq_seeds:
+            vs_noq = paired_diff_ci(_mean_over_maps(per_map["eaq"], noq_seeds), _mean_over_maps(per_map["eaq-noq"], noq_seeds))
+            row["vs_noq_points"] = vs_noq.to_dict()
+        paper = PAPER_GAIN_PERCENT.get(q)
+        if paper is not None:
+            row["paper_gain_percent"] = paper
+            row["met"] = bool(pct >= paper and gain.lo > 0)
+        else:  # Good: not degraded
+            row["met"] = not gain.hi < 0
+        row["enough_seeds"] = len(seeds) >= GOAL_SEEDS
+        out.append(row)
+    return out
+
+
+def goal_markdown(goal: list[dict[str, Any]]) -> str:
+    """The goal table (empty when no quality has both original and EAQ)."""
+    if not goal:
+        return ""
+    out = io.StringIO()
+    out.write(
+        "\n### Against the goal\n\n"
+        "| quality | maps | seeds | EAQ − original (paired, points) | gain % | goal | met? | EAQ − EAQ^-Q (paired, points) |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    for g in goal:
+        paper = g.get("paper_gain_percent")
+        target = f">= +{paper} %, CI above 0" if paper is not None else "not significantly below 0"
+        met = ("yes" if g["met"] else "no") + ("" if g["enough_seeds"] else f" (< {GOAL_SEEDS} seeds: indicative)")
+        noq = g.get("vs_noq_points")
+        noq_txt = "—"
+        if noq is not None:
+            order = "EAQ >= EAQ^-Q" if noq["mean"] >= 0 else "EAQ < EAQ^-Q"
+            noq_txt = f"{_fmt(noq)} ({order}, {'significant' if _excludes_zero(Estimate(**noq)) else 'n.s.'})"
+        out.write(
+            f"| {g['quality']} | {', '.join(g['maps'])} | {len(g['seeds'])} | {_fmt(g['gain_points'])} "
+            f"| {g['gain_percent']:+.1f} | {target} | {met} | {noq_txt} |\n"
+        )
+    out.write(
+        "\nThe goal: EAQ beats original on Medium and Poor by at least the paper's margins, EAQ >= EAQ^-Q, "
+        f"and Good is not degraded, averaged over the maps with >= {GOAL_SEEDS} seeds. Differences are "
+        "per seed, averaged over maps, with a 95 % t interval over seeds.\n"
+    )
+    return out.getvalue()
 
 
 def _qorder(q: str) -> int:
@@ -92,19 +195,22 @@ def table_markdown(rows: list[dict[str, Any]], header: str = "", cells: list[dic
     if header:
         out.write(header.rstrip() + "\n\n")
     out.write(
-        "| map | quality | variant | seeds | normalized return | win rate % | gain (points) | gain % | paper gain % | significant? | data return | synthetic return / length / valid % |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| map | quality | variant | seeds | normalized return | win rate % | gain (points, Welch) | gain (points, paired) | gain % | paper gain % | significant? (Welch / paired) | data return | synthetic return / length / valid % |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     for r in rows:
         gain = r.get("gain_points")
         paper = PAPER_GAIN_PERCENT.get(r["quality"]) if r["variant"] == "eaq" else None
         pct = f"{r['gain_percent']:+.1f}" if gain and not math.isnan(r["gain_percent"]) else "—"
+        paired = r.get("paired_gain_points")
+        sig = "—"
+        if gain:
+            sig = ("yes" if r["significant"] else "no") + " / " + (("yes" if r["paired_significant"] else "no") if paired else "—")
         out.write(
             f"| {r['map']} | {r['quality']} | {VARIANT_NAMES.get(r['variant'], r['variant'])} | {len(r['seeds'])} "
             f"| {_fmt(r['normalized_return'])} | {_fmt(r['win_rate'])} "
-            f"| {_fmt(gain) if gain else '—'} "
-            f"| {pct} | {f'+{paper}' if paper else '—'} "
-            f"| {('yes' if r['significant'] else 'no') if gain else '—'} "
+            f"| {_fmt(gain) if gain else '—'} | {_fmt(paired) if paired else '—'} "
+            f"| {pct} | {f'+{paper}' if paper else '—'} | {sig} "
             f"| {r['dataset_normalized_return']:.1f} | {_synthetic(r)} |\n"
         )
     failed = [c for c in (cells or []) if c.get("status", "ok") != "ok"]
@@ -112,12 +218,14 @@ def table_markdown(rows: list[dict[str, Any]], header: str = "", cells: list[dic
         out.write(f"\n**Failed cell** {c['map']} {c['quality']} {VARIANT_NAMES.get(c['variant'], c['variant'])} seed {c['seed']}: {c.get('status')} ({c.get('error', '')})\n")
     out.write(
         "\nMeans over seeds with 95 % confidence intervals (Student t). Gain = variant − original in "
-        "normalized-return points (Welch 95 % CI) and relative to original in percent; 'significant' "
-        "means the CI of the difference excludes 0. The paper's gains are for EAQ on SMAC (StarCraft II), "
+        "normalized-return points, unpaired (Welch 95 % CI) and paired by seed (the variants of a seed "
+        "share the dataset and the learner's seed; t CI of the per-seed differences), and relative to "
+        "original in percent; 'significant' means the CI of the difference excludes 0. The paper's gains are for EAQ on SMAC (StarCraft II), "
         "not SMAX. 'data return' is the original dataset's mean normalized return; the last column "
         "describes the synthetic episodes the learner saw (mean normalized return, mean length in steps, "
         "share of sampled episodes that passed the validity filter).\n"
     )
+    out.write(goal_markdown(goal_check(cells or [])))
     return out.getvalue()
 
 
@@ -132,7 +240,7 @@ def write_report(cells: list[dict[str, Any]], out_dir: str | Path, header: str =
     for c in sorted(cells, key=lambda c: (c["map"], _qorder(c["quality"]), _vorder(c["variant"]), c["seed"])):
         w.writerow(c)
     atomic_write_text(out_dir / "results.csv", buf.getvalue())
-    atomic_write_text(out_dir / "results.json", json.dumps({"summary": rows, "cells": cells, **(extra or {})}, indent=2, default=str))
+    atomic_write_text(out_dir / "results.json", json.dumps({"summary": rows, "goal": goal_check(cells), "cells": cells, **(extra or {})}, indent=2, default=str))
     atomic_write_text(out_dir / "table.md", table_markdown(rows, header, cells))
     return {"csv": out_dir / "results.csv", "json": out_dir / "results.json", "table": out_dir / "table.md"}
 
