@@ -191,3 +191,16 @@ def test_report_pairs_by_seed_and_checks_the_goal_averaged_over_maps():
     assert "vs_noq_points" not in goal["good"]  # Good has no EAQ^-Q cells here
     table = table_markdown(list(rows.values()), cells=cells)
     assert "Against the goal" in table and "indicative" in table and "EAQ >= EAQ^-Q, significant" in table
+
+
+def test_benchmark_flags_become_preset_overrides():
+    import tyro
+
+    from eaq.cli.benchmark import Benchmark as BenchmarkArgs
+    from eaq.pipeline.config import resolve_preset
+
+    args = tyro.cli(BenchmarkArgs, args=["--preset", "fast", "--qtot-steps", "4000", "--offline-steps", "2000"])
+    cfg = args.config()
+    preset = resolve_preset(cfg.preset, dict(cfg.overrides))
+    assert (preset.qtot_steps, preset.offline_steps) == (4000, 2000)
+    assert preset.diffusion_steps == resolve_preset("fast").diffusion_steps  # untouched

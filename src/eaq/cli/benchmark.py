@@ -52,6 +52,8 @@ class Benchmark:
     """Override the offline learner's updates per cell."""
     diffusion_steps: int | None = None
     """Override the diffusion model's training steps."""
+    qtot_steps: int | None = None
+    """Override the updates of the QMIX whose Q_tot guides the 'eaq' variant."""
     relabel_rewards: bool = False
     """Recompute synthetic rewards from the synthetic states (a reward model fit on real data)."""
     observations: Literal["generated", "from_state"] | None = None
@@ -78,6 +80,7 @@ class Benchmark:
             "synthetic_episodes": self.synthetic_episodes,
             "offline_steps": self.offline_steps,
             "diffusion_steps": self.diffusion_steps,
+            "qtot_steps": self.qtot_steps,
             "relabel_rewards": self.relabel_rewards or None,  # only set, never unset, a preset's choice
             "project_to_env": self.project_to_env or None,
             "observations": self.observations,
