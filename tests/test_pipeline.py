@@ -204,3 +204,32 @@ def test_benchmark_flags_become_preset_overrides():
     preset = resolve_preset(cfg.preset, dict(cfg.overrides))
     assert (preset.qtot_steps, preset.offline_steps) == (4000, 2000)
     assert preset.diffusion_steps == resolve_preset("fast").diffusion_steps  # untouched
+
+
+def test_report_merges_runs_and_refuses_overlaps(tmp_path):
+    from eaq.cli import main
+    from eaq.pipeline.report import merge_runs
+
+    def fake_run(name, quality, offline_steps):
+        d = tmp_path / name
+        d.mkdir()
+        cells = [
+            {"map": "3m", "quality": quality, "variant": v, "seed": s, "normalized_return": 20.0 + s + (3.0 if v == "eaq" else 0.0), "win_rate": 0.1}
+            for v in ("original", "eaq") for s in range(2)
+        ]
+        (d / "results.json").write_text(json.dumps({"cells": cells}))
+        preset = {"offline_steps": offline_steps, "qtot_steps": 1000}
+        (d / "config.json").write_text(json.dumps({"benchmark": {"learner": "qmix-cql"}, "preset": preset}))
+        return d
+
+    poor, medium = fake_run("a", "poor", 1000), fake_run("b", "medium", 4000)
+    cells, header = merge_runs([poor, medium])
+    assert len(cells) == 8 and {c["run"] for c in cells} == {"a", "b"}
+    assert "`b` (qmix-cql; medium): offline_steps=4000" in header
+    with pytest.raises(ValueError, match="3m-poor-original-s0 is in both"):
+        merge_runs([poor, fake_run("c", "poor", 1000)])
+    with pytest.raises(FileNotFoundError, match="results.json not found"):
+        merge_runs([tmp_path / "missing"])
+    assert main(["report", str(poor), str(medium), "--out", str(tmp_path / "merged")]) == 0
+    goal = json.loads((tmp_path / "merged" / "results.json").read_text())["goal"]
+    assert [g["quality"] for g in goal] == ["poor", "medium"] and goal[0]["gain_points"]["mean"] == pytest.approx(3.0)

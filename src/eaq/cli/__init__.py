@@ -17,6 +17,7 @@ from eaq.cli.dataset import DatasetCommand
 from eaq.cli.demo import Demo
 from eaq.cli.diffusion import Augment, TrainDiffusion
 from eaq.cli.evaluate import Evaluate
+from eaq.cli.report import Report
 from eaq.cli.train_offline import TrainOffline
 
 COMMANDS: dict[str, type] = {
@@ -28,6 +29,7 @@ COMMANDS: dict[str, type] = {
     "train-offline": TrainOffline,
     "evaluate": Evaluate,
     "benchmark": Benchmark,
+    "report": Report,
 }
 
 

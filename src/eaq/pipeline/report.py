@@ -229,6 +229,48 @@ def table_markdown(rows: list[dict[str, Any]], header: str = "", cells: list[dic
     return out.getvalue()
 
 
+def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
+    """The finished cells of several benchmark runs as one set, and a header naming each run.
+
+    Each run must have written its report (``results.json``) and ``config.json``. A cell (map,
+    quality, variant, seed) may come from one run only. The header lists every run's learner and
+    the preset fields in which it differs from the first run's, since a merged table is only as
+    comparable as its runs' settings.
+    """
+    cells: list[dict[str, Any]] = []
+    origin: dict[tuple, str] = {}
+    lines = []
+    first_preset: dict[str, Any] | None = None
+    for d in map(Path, run_dirs):
+        results, config = d / "results.json", d / "config.json"
+        for f in (results, config):
+            if not f.exists():
+                raise FileNotFoundError(f"{f} not found: is {d} a benchmark run that has written its report? "
+                                        "(re-running its eaq benchmark command writes it)")
+        try:
+            run_cells = json.loads(results.read_text())["cells"]
+            cfg = json.loads(config.read_text())
+            preset, learner = cfg["preset"], cfg["benchmark"]["learner"]
+        except (KeyError, json.JSONDecodeError) as e:
+            raise ValueError(f"{results} / {config}: not a benchmark report ({e})") from e
+        for c in run_cells:
+            key = (c["map"], c["quality"], c["variant"], int(c["seed"]))
+            if key in origin:
+                raise ValueError(f"cell {'-'.join(key[:3])}-s{key[3]} is in both {origin[key]} and {d}; "
+                                 "merge runs that cover different cells")
+            origin[key] = str(d)
+            cells.append({**c, "run": d.name})
+        if first_preset is None:
+            first_preset, diff = preset, "reference settings"
+        else:
+            changed = {k: v for k, v in preset.items() if first_preset.get(k) != v}
+            diff = ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) or "same settings"
+        qualities = sorted({c["quality"] for c in run_cells}, key=_qorder)
+        lines.append(f"- `{d.name}` ({learner}; {', '.join(qualities) or 'no cells'}): {diff}")
+    header = "Merged benchmark runs (preset fields that differ from the first run's):\n" + "\n".join(lines)
+    return cells, header
+
+
 def write_report(cells: list[dict[str, Any]], out_dir: str | Path, header: str = "", extra: dict | None = None) -> dict[str, Path]:
     """Writes results.csv (one line per cell), results.json (cells + summary) and table.md."""
     out_dir = Path(out_dir)

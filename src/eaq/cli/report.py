@@ -1,0 +1,38 @@
+"""``eaq report``: one table (and goal check) over several finished benchmark runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+
+@dataclass(frozen=True)
+class Report:
+    """Merge the finished cells of several benchmark runs into one table and goal check
+    (e.g. Poor, Medium and Good from separate runs). Each run's differing settings are listed."""
+
+    runs: tyro.conf.Positional[tuple[Path, ...]]
+    """Benchmark run directories (results/<run>), each with results.json and config.json."""
+    out: Path | None = None
+    """Also write results.csv, results.json, table.md and bars.png here."""
+
+    def run(self) -> int:
+        from eaq.pipeline.report import (
+            merge_runs,
+            plot_bars,
+            summarize,
+            table_markdown,
+            write_report,
+        )
+
+        cells, header = merge_runs(list(self.runs))
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            paths = write_report(cells, self.out, header)
+            paths["bars"] = plot_bars(summarize(cells), self.out / "bars.png")
+        print(table_markdown(summarize(cells), header, cells))
+        if self.out is not None:
+            print("\n".join(f"wrote {p}" for p in paths.values()))
+        return 0
