@@ -312,6 +312,6 @@ def plot_bars(rows: list[dict[str, Any]], out: str | Path) -> Path:
         ax.bar(xs, ms, width, yerr=errs, capsize=3, label=VARIANT_NAMES.get(v, v))
     ax.set_xticks(range(len(groups)), [f"{m}\n{q}" for m, q in groups])
     ax.set_ylabel("normalized return (%)")
-    ax.set_title("offline learner trained on original vs augmented data (95 % CI)")
+    ax.set_title("offline learner on original vs augmented data (95 % CI)", fontsize=10)
     ax.legend()
     return save_figure(fig, out)
