@@ -191,6 +191,8 @@ def test_report_pairs_by_seed_and_checks_the_goal_averaged_over_maps():
     assert "vs_noq_points" not in goal["good"]  # Good has no EAQ^-Q cells here
     table = table_markdown(list(rows.values()), cells=cells)
     assert "Against the goal" in table and "indicative" in table and "EAQ >= EAQ^-Q, significant" in table
+    one_seed = [c for c in cells if c["quality"] == "good" and c["seed"] == 0 and c["map"] == "3m"]
+    assert not goal_check(one_seed)[0]["met"]  # no interval with one seed: the mean (-5) decides
 
 
 def test_benchmark_flags_become_preset_overrides():
