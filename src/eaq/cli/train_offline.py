@@ -44,7 +44,7 @@ class TrainOffline:
     lr: float = 3e-4
     """Adam learning rate."""
     cql_weight: float = 3.0
-    """QMIX+CQL conservative weight."""
+    """QMIX+CQL conservative weight (3 is OG-MARL's for SMAC's 10x larger rewards; 0.3 reached the 3m Medium data, docs/offline.md)."""
     cql_ood_actions: int = 10
     """QMIX+CQL: random legal joint actions per step in the CQL logsumexp (OG-MARL: 20)."""
     eval_every: int = 1000
