@@ -28,11 +28,11 @@ class Report:
         )
 
         cells, header = merge_runs(list(self.runs))
+        rows = summarize(cells)
+        print(table_markdown(rows, header, cells))
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             paths = write_report(cells, self.out, header)
-            paths["bars"] = plot_bars(summarize(cells), self.out / "bars.png")
-        print(table_markdown(summarize(cells), header, cells))
-        if self.out is not None:
+            paths["bars"] = plot_bars(rows, self.out / "bars.png")
             print("\n".join(f"wrote {p}" for p in paths.values()))
         return 0

@@ -124,6 +124,7 @@ def goal_check(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if noq_seeds:
             vs_noq = paired_diff_ci(_mean_over_maps(per_map["eaq"], noq_seeds), _mean_over_maps(per_map["eaq-noq"], noq_seeds))
             row["vs_noq_points"] = vs_noq.to_dict()
+            row["vs_noq_significant"] = _excludes_zero(vs_noq)
         paper = PAPER_GAIN_PERCENT.get(q)
         if paper is not None:
             row["paper_gain_percent"] = paper
@@ -153,7 +154,7 @@ def goal_markdown(goal: list[dict[str, Any]]) -> str:
         noq_txt = "—"
         if noq is not None:
             order = "EAQ >= EAQ^-Q" if noq["mean"] >= 0 else "EAQ < EAQ^-Q"
-            noq_txt = f"{_fmt(noq)} ({order}, {'significant' if _excludes_zero(Estimate(**noq)) else 'n.s.'})"
+            noq_txt = f"{_fmt(noq)} ({order}, {'significant' if g['vs_noq_significant'] else 'n.s.'})"
         out.write(
             f"| {g['quality']} | {', '.join(g['maps'])} | {len(g['seeds'])} | {_fmt(g['gain_points'])} "
             f"| {g['gain_percent']:+.1f} | {target} | {met} | {noq_txt} |\n"
