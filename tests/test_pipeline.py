@@ -92,7 +92,8 @@ def test_extend_from_continues_the_learners_and_reuses_every_stage(tiny_run):
     # the earlier run is untouched
     assert json.loads((cfg.run_dir / "config.json").read_text())["preset"]["offline_steps"] == 20
     # anything but the learners' length is refused, as is training for fewer steps
-    for bad, match in (((*TINY, ("diffusion_steps", 21)), "diffusion_steps"), ((*TINY[:-2], ("offline_steps", 10), TINY[-1]), "below")):
+    for bad, match in (((*TINY, ("diffusion_steps", 21)), "diffusion_steps"), ((*TINY[:-2], ("offline_steps", 10), TINY[-1]), "below"),
+                       ((*TINY, ("cql_weight", 3.0)), "offline.cql_weight")):
         with pytest.raises(ValueError, match=match):
             run_benchmark(BenchmarkConfig(**{**cfg.__dict__, "overrides": bad, "run": "bad", "extend_from": cfg.run_dir.name}))
     with pytest.raises(FileNotFoundError, match="no benchmark run 'nope'"):
@@ -124,6 +125,33 @@ def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
         changed = BenchmarkConfig(**{**base, "overrides": (*TINY, ("q_target", "episode"), change)}, run="old")
         with pytest.raises(ValueError, match="another preset"):
             Benchmark(changed)._record_config()
+
+
+def test_runs_recorded_before_the_cql_weight_resume_only_with_weight_3(tmp_path):
+    """Runs recorded before 2026-11-27 stored neither the CQL weight nor the learner config and
+    used weight 3; the default is now 0.3, so resuming one with the default must be refused (its
+    finished cells would silently mix weights) and with --cql-weight 3 it must resume."""
+    from eaq.offline import OfflineConfig
+
+    base = dict(maps=("3m",), qualities=("poor",), preset="smoke", overrides=TINY, out=tmp_path, run="old")
+    Benchmark(BenchmarkConfig(**base))._record_config()
+    path = tmp_path / "old" / "config.json"
+    record = json.loads(path.read_text())
+    assert record["preset"]["cql_weight"] == 0.3 == record["offline"]["cql_weight"]
+    assert record["offline"]["lr"] == OfflineConfig().lr and "steps" not in record["offline"]
+    del record["preset"]["cql_weight"], record["offline"]  # as written before 2026-11-27
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"preset.cql_weight, offline.cql_weight"):
+        Benchmark(BenchmarkConfig(**base))._record_config()
+    weight3 = BenchmarkConfig(**{**base, "overrides": (*TINY, ("cql_weight", 3.0))})
+    Benchmark(weight3)._record_config()  # resumes, and now records what it uses
+    assert json.loads(path.read_text())["offline"]["cql_weight"] == 3.0
+    # a learner hyper-parameter that changes default later is caught too
+    record = json.loads(path.read_text())
+    record["offline"]["lr"] = 1e-3
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"\(offline.lr\)"):
+        Benchmark(weight3)._record_config()
 
 
 def test_runs_of_the_narrow_small_model_are_not_resumed_with_the_wide_one(tmp_path):
@@ -201,10 +229,10 @@ def test_benchmark_flags_become_preset_overrides():
     from eaq.cli.benchmark import Benchmark as BenchmarkArgs
     from eaq.pipeline.config import resolve_preset
 
-    args = tyro.cli(BenchmarkArgs, args=["--preset", "fast", "--qtot-steps", "4000", "--offline-steps", "2000"])
+    args = tyro.cli(BenchmarkArgs, args=["--preset", "fast", "--qtot-steps", "4000", "--offline-steps", "2000", "--cql-weight", "3"])
     cfg = args.config()
     preset = resolve_preset(cfg.preset, dict(cfg.overrides))
-    assert (preset.qtot_steps, preset.offline_steps) == (4000, 2000)
+    assert (preset.qtot_steps, preset.offline_steps, preset.cql_weight) == (4000, 2000, 3.0)
     assert preset.diffusion_steps == resolve_preset("fast").diffusion_steps  # untouched
 
 
@@ -212,7 +240,7 @@ def test_report_merges_runs_and_refuses_overlaps(tmp_path):
     from eaq.cli import main
     from eaq.pipeline.report import merge_runs
 
-    def fake_run(name, quality, offline_steps):
+    def fake_run(name, quality, offline_steps, **preset_fields):
         d = tmp_path / name
         d.mkdir()
         cells = [
@@ -220,14 +248,15 @@ def test_report_merges_runs_and_refuses_overlaps(tmp_path):
             for v in ("original", "eaq") for s in range(2)
         ]
         (d / "results.json").write_text(json.dumps({"cells": cells}))
-        preset = {"offline_steps": offline_steps, "qtot_steps": 1000}
+        preset = {"offline_steps": offline_steps, "qtot_steps": 1000, **preset_fields}
         (d / "config.json").write_text(json.dumps({"benchmark": {"learner": "qmix-cql"}, "preset": preset}))
         return d
 
-    poor, medium = fake_run("a", "poor", 1000), fake_run("b", "medium", 4000)
+    poor, medium = fake_run("a", "poor", 1000), fake_run("b", "medium", 4000, cql_weight=0.3)
     cells, header = merge_runs([poor, medium])
     assert len(cells) == 8 and {c["run"] for c in cells} == {"a", "b"}
-    assert "`b` (qmix-cql; medium): offline_steps=4000" in header
+    # a run recorded before the CQL weight was (a) used 3: the header says the weights differ
+    assert "`b` (qmix-cql; medium): cql_weight=0.3, offline_steps=4000" in header
     with pytest.raises(ValueError, match="3m-poor-original-s0 is in both"):
         merge_runs([poor, fake_run("c", "poor", 1000)])
     with pytest.raises(FileNotFoundError, match="results.json not found"):

@@ -54,6 +54,9 @@ class Benchmark:
     """Override the diffusion model's training steps."""
     qtot_steps: int | None = None
     """Override the updates of the QMIX whose Q_tot guides the 'eaq' variant."""
+    cql_weight: float | None = None
+    """Override the CQL weight of the judging learner and of the Q_tot guide (default 0.3; runs
+    before 2026-11-27 used 3, pass 3 to resume or extend one of them)."""
     relabel_rewards: bool = False
     """Recompute synthetic rewards from the synthetic states (a reward model fit on real data)."""
     observations: Literal["generated", "from_state"] | None = None
@@ -81,6 +84,7 @@ class Benchmark:
             "offline_steps": self.offline_steps,
             "diffusion_steps": self.diffusion_steps,
             "qtot_steps": self.qtot_steps,
+            "cql_weight": self.cql_weight,
             "relabel_rewards": self.relabel_rewards or None,  # only set, never unset, a preset's choice
             "project_to_env": self.project_to_env or None,
             "observations": self.observations,

@@ -43,8 +43,8 @@ class TrainOffline:
     """Episodes per update."""
     lr: float = 3e-4
     """Adam learning rate."""
-    cql_weight: float = 3.0
-    """QMIX+CQL conservative weight (3 is OG-MARL's for SMAC's 10x larger rewards; 0.3 reached the 3m Medium data, docs/offline.md)."""
+    cql_weight: float = 0.3
+    """QMIX+CQL conservative weight: OG-MARL's 3 scaled to SMAX's 10x smaller rewards (3 was the default before 2026-11-27; docs/offline.md)."""
     cql_ood_actions: int = 10
     """QMIX+CQL: random legal joint actions per step in the CQL logsumexp (OG-MARL: 20)."""
     eval_every: int = 1000

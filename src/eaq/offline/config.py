@@ -34,10 +34,10 @@ class OfflineConfig:
     """Hidden size of the mixer's hypernetworks."""
     target_update_every: int = 200
     """Hard target-network update period, in updates."""
-    cql_weight: float = 3.0
-    """QMIX+CQL: weight of the conservative term. 3 is OG-MARL's value for SMAC, whose rewards are
-    10x SMAX's; 0.3 keeps its balance here and reached the 3m Medium data (52.1 vs 45.9 with 3 at
-    4000 updates, docs/offline.md)."""
+    cql_weight: float = 0.3
+    """QMIX+CQL: weight of the conservative term. OG-MARL uses 3 on SMAC, whose rewards are 10x
+    SMAX's; 0.3 keeps that balance here and reached the 3m Medium data (52.1 vs 45.9 with 3 at
+    4000 updates, docs/offline.md). The default was 3 before 2026-11-27."""
     cql_ood_actions: int = 10
     """QMIX+CQL: random legal joint actions sampled per step for the CQL logsumexp."""
     icq_policy_beta: float = 1.0

@@ -56,6 +56,10 @@ class Preset:
     synthetic episodes branch from real ones; 0: off."""
     inpaint_guidance: float = 30.0
     """Reconstruction-guidance weight of the inpainting (used only when it is on)."""
+    cql_weight: float = 0.3
+    """CQL weight of every QMIX+CQL in the run: the learner that judges the variants and the
+    Q_tot that guides EAQ. 0.3 is OG-MARL's 3 scaled to SMAX's 10x smaller rewards (it reached
+    the 3m Medium data where 3 did not, docs/offline.md); runs recorded before 2026-11-27 used 3."""
 
     def inpainting(self):
         from eaq.diffusion.inpaint import Inpainting

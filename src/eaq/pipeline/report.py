@@ -252,7 +252,8 @@ def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
         try:
             run_cells = json.loads(results.read_text())["cells"]
             cfg = json.loads(config.read_text())
-            preset, learner = cfg["preset"], cfg["benchmark"]["learner"]
+            preset, learner = dict(cfg["preset"]), cfg["benchmark"]["learner"]
+            preset.setdefault("cql_weight", 3.0)  # runs recorded before the field used 3
         except (KeyError, json.JSONDecodeError) as e:
             raise ValueError(f"{results} / {config}: not a benchmark report ({e})") from e
         for c in run_cells:
@@ -265,7 +266,7 @@ def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
         if first_preset is None:
             first_preset, diff = preset, "reference settings"
         else:
-            changed = {k: v for k, v in preset.items() if first_preset.get(k) != v}
+            changed = {k: preset.get(k) for k in set(preset) | set(first_preset) if first_preset.get(k) != preset.get(k)}
             diff = ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) or "same settings"
         qualities = sorted({c["quality"] for c in run_cells}, key=_qorder)
         lines.append(f"- `{d.name}` ({learner}; {', '.join(qualities) or 'no cells'}): {diff}")

@@ -168,15 +168,44 @@ def _read_run_record(path: Path) -> dict[str, Any]:
         old["preset"].setdefault("relabel_rewards", False)  # before the option: off
         old["preset"].setdefault("project_to_env", False)  # before the option: off
         old["preset"].setdefault("observations", "generated")  # before the option: generated
+        old["preset"].setdefault("cql_weight", 3.0)  # before the field: OG-MARL's SMAC value
         for k, v in (("inpaint_lengths", False), ("inpaint_prefix", 0.0), ("inpaint_guidance", 30.0)):
             old["preset"].setdefault(k, v)  # before inpainting: none
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
             old["diffusion"] = _diffusion_record(Preset(**old["preset"]), legacy=True)
         old["diffusion"].setdefault("observations", "generated")  # before the option
+    if "offline" not in old and old.get("preset") and old.get("benchmark"):
+        # recorded before the learner config was: today's defaults but for the CQL weight
+        old["offline"] = _offline_record(Preset(**old["preset"]), old["benchmark"].get("learner", "qmix-cql"))
     return old
 
 
-def _offline_config(learner: str, steps: int, seed: int, eval_episodes: int):
+# Fields of OfflineConfig that differ between the cells of one run (or between a run and its
+# extension) by design; every other learner hyper-parameter is fixed for the run.
+_PER_CELL_OFFLINE = ("steps", "seed", "segment", "eval_every", "eval_episodes", "final_eval_episodes")
+
+
+def _offline_record(preset: Preset, learner: str) -> dict[str, Any]:
+    """The learner hyper-parameters a run uses (recorded with it, so that a changed default or
+    CQL weight does not silently mix with finished cells when the run is resumed or extended)."""
+    record = _offline_config(learner, 1, 0, 0, preset.cql_weight).to_dict()
+    for k in _PER_CELL_OFFLINE:
+        record.pop(k)
+    return record
+
+
+def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Names (section.field) where two run records differ."""
+    out = []
+    for section in ("preset", "diffusion", "offline"):
+        a, b = old.get(section) or {}, new.get(section) or {}
+        out += [f"{section}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if old.get("benchmark", {}).get("learner") != new.get("benchmark", {}).get("learner"):
+        out.append("learner")
+    return out
+
+
+def _offline_config(learner: str, steps: int, seed: int, eval_episodes: int, cql_weight: float):
     from eaq.offline import OfflineConfig
 
     # One evaluation, after the last update: periodic evaluations (each a compiled rollout)
@@ -185,6 +214,7 @@ def _offline_config(learner: str, steps: int, seed: int, eval_episodes: int):
         learner=learner,
         steps=steps,
         seed=seed,
+        cql_weight=cql_weight,
         segment=min(250, steps),
         eval_every=steps,
         eval_episodes=0,
@@ -216,15 +246,16 @@ class Benchmark:
             },
             "preset": dataclasses.asdict(self.preset),
             "diffusion": _diffusion_record(self.preset),
+            "offline": _offline_record(self.preset, self.config.learner),
         }
         path = self.dir / "config.json"
         if path.exists():
-            old = _read_run_record(path)
-            if (old.get("preset") != record["preset"] or old.get("diffusion") != record["diffusion"]
-                    or old["benchmark"].get("learner") != self.config.learner):
+            diff = _differing(_read_run_record(path), record)
+            if diff:
                 raise ValueError(
-                    f"{path}: run '{self.dir.name}' was started with another preset, diffusion model or learner; "
-                    "use --run NAME for a new run (finished cells are only reused within one configuration)"
+                    f"{path}: run '{self.dir.name}' was started with another preset, diffusion model or learner "
+                    f"({', '.join(diff)}); use --run NAME for a new run (finished cells are only reused within "
+                    "one configuration)"
                 )
             # Later calls may add maps, qualities, variants or seeds to the same run.
         atomic_write_text(path, json.dumps(record, indent=2, default=str))
@@ -255,7 +286,8 @@ class Benchmark:
         if (m, q) not in self._qtots:
             from eaq.offline import qtot_from_params, train_offline
 
-            cfg = _offline_config("qmix-cql", self.preset.qtot_steps, seed=0, eval_episodes=0)
+            cfg = _offline_config("qmix-cql", self.preset.qtot_steps, seed=0, eval_episodes=0,
+                                  cql_weight=self.preset.cql_weight)
             out = self.dir / "stages" / f"{m}-{q}" / "qtot"
             with self.log.stage(f"{m} {q}: Q_tot (QMIX+CQL, {cfg.steps} updates)"):
                 res = train_offline(cfg, [self.original(m, q)], out_dir=out, names=["original"], progress=True)
@@ -317,7 +349,8 @@ class Benchmark:
             names.append(f"synthetic ({cell.variant})")
             w = self.preset.synthetic_weight
             weights = [1.0 - w, w]
-        cfg = _offline_config(self.config.learner, self.preset.offline_steps, cell.seed, self.preset.eval_episodes)
+        cfg = _offline_config(self.config.learner, self.preset.offline_steps, cell.seed, self.preset.eval_episodes,
+                              self.preset.cql_weight)
         with self.log.stage(f"{cell.key}: {cfg.learner} ({cfg.steps} updates) + evaluation ({cfg.final_eval_episodes} episodes)"):
             res = train_offline(cfg, datasets, weights, out_dir=self.dir / "cells" / cell.key, names=names, progress=True)
         final = res.final
@@ -356,9 +389,10 @@ class Benchmark:
         free = {"offline_steps", "eval_episodes"}
         mine = {k: v for k, v in dataclasses.asdict(self.preset).items() if k not in free}
         theirs = {k: v for k, v in old.get("preset", {}).items() if k not in free}
-        if mine != theirs or old.get("diffusion") != _diffusion_record(self.preset):
-            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            raise ValueError(f"{src_cfg}: run '{name}' used other stage settings ({', '.join(diff) or 'diffusion model'}); "
+        new = {"preset": mine, "diffusion": _diffusion_record(self.preset), "offline": _offline_record(self.preset, self.config.learner)}
+        diff = _differing({**old, "preset": theirs, "benchmark": {}}, {**new, "benchmark": {}})
+        if diff:
+            raise ValueError(f"{src_cfg}: run '{name}' used other stage or learner settings ({', '.join(diff)}); "
                              "--extend-from only continues the learners (offline_steps, eval_episodes)")
         same = ("learner", "data_seed", "behaviour", "band")
         for k in same:
