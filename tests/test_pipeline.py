@@ -141,7 +141,7 @@ def test_runs_recorded_before_the_cql_weight_resume_only_with_weight_3(tmp_path)
     assert record["offline"]["lr"] == OfflineConfig().lr and "steps" not in record["offline"]
     del record["preset"]["cql_weight"], record["offline"]  # as written before 2026-11-27
     path.write_text(json.dumps(record))
-    with pytest.raises(ValueError, match=r"preset.cql_weight, offline.cql_weight"):
+    with pytest.raises(ValueError, match=r"preset.cql_weight, offline.cql_weight\) \(this run used --cql-weight 3: pass it"):
         Benchmark(BenchmarkConfig(**base))._record_config()
     weight3 = BenchmarkConfig(**{**base, "overrides": (*TINY, ("cql_weight", 3.0))})
     Benchmark(weight3)._record_config()  # resumes, and now records what it uses

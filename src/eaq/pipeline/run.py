@@ -250,12 +250,15 @@ class Benchmark:
         }
         path = self.dir / "config.json"
         if path.exists():
-            diff = _differing(_read_run_record(path), record)
+            old = _read_run_record(path)
+            diff = _differing(old, record)
             if diff:
+                hint = (f" (this run used --cql-weight {old['preset']['cql_weight']:g}: pass it to resume)"
+                        if "preset.cql_weight" in diff and len(diff) == 2 else "")
                 raise ValueError(
                     f"{path}: run '{self.dir.name}' was started with another preset, diffusion model or learner "
-                    f"({', '.join(diff)}); use --run NAME for a new run (finished cells are only reused within "
-                    "one configuration)"
+                    f"({', '.join(diff)}){hint}; use --run NAME for a new run (finished cells are only reused "
+                    "within one configuration)"
                 )
             # Later calls may add maps, qualities, variants or seeds to the same run.
         atomic_write_text(path, json.dumps(record, indent=2, default=str))
