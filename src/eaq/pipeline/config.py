@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 PresetName = Literal["smoke", "fast", "full"]
+LEGACY_CQL_WEIGHT = 3.0
+"""The CQL weight of every run recorded before the preset had the field (before 2026-11-27)."""
 VARIANTS = ("original", "eaq-noq", "eaq")
 QUALITIES = ("poor", "medium", "good")
 

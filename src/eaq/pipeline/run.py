@@ -33,7 +33,7 @@ from rich.console import Console
 
 from eaq.data import EpisodeBatch, load_dataset, save_dataset
 from eaq.data.store import atomic_write_text
-from eaq.pipeline.config import QUALITIES, VARIANTS, Cell, Preset, resolve_preset
+from eaq.pipeline.config import LEGACY_CQL_WEIGHT, QUALITIES, VARIANTS, Cell, Preset, resolve_preset
 from eaq.pipeline.report import plot_bars, summarize, table_markdown, write_report
 
 
@@ -168,7 +168,7 @@ def _read_run_record(path: Path) -> dict[str, Any]:
         old["preset"].setdefault("relabel_rewards", False)  # before the option: off
         old["preset"].setdefault("project_to_env", False)  # before the option: off
         old["preset"].setdefault("observations", "generated")  # before the option: generated
-        old["preset"].setdefault("cql_weight", 3.0)  # before the field: OG-MARL's SMAC value
+        old["preset"].setdefault("cql_weight", LEGACY_CQL_WEIGHT)  # before the field
         for k, v in (("inpaint_lengths", False), ("inpaint_prefix", 0.0), ("inpaint_guidance", 30.0)):
             old["preset"].setdefault(k, v)  # before inpainting: none
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
