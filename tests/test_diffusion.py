@@ -405,6 +405,31 @@ def test_decode_with_projection_gives_episodes_consistent_with_their_states(rand
     assert not np.allclose(without.observations[m], kept.observations[m])
 
 
+def test_actions_from_motion_restores_the_moves_the_states_show(random_batch_3m):
+    """With the action channels scrambled, reading actions off the states' motion gives back
+    every real move (and a legal stop or attack where the unit stood); without it they stay off."""
+    from eaq.env.project import STOP_ACTION, projector
+
+    batch = random_batch_3m
+    norm, x, parts, rng = _encoded(batch, 2)
+    parts["action"][...] = rng.normal(size=parts["action"].shape)
+    proj = projector("3m")
+    moves, known, _ = proj.motion(batch.state, batch.mask)
+    moved = known & (moves >= 0)
+    decoded = decode(x, norm, batch.spec, proj, actions_from_motion=True)
+    kept, dropped = to_batch(decoded, batch.meta)
+    assert not dropped
+    validate_batch(kept)  # still legal under the decoded legals
+    np.testing.assert_array_equal(kept.actions[moved], batch.actions[moved])
+    assert (kept.actions[known & ~moved] >= STOP_ACTION).all()
+    assert decoded.from_motion.any() and not decoded.from_motion[~known].any()
+    plain = to_batch(decode(x, norm, batch.spec, proj), batch.meta)[0]
+    assert (plain.actions[moved] == batch.actions[moved]).mean() < 0.5
+    np.testing.assert_array_equal(plain.actions[~known], kept.actions[~known])  # only known steps change
+    with pytest.raises(ValueError, match="projection"):
+        decode(x, norm, batch.spec, actions_from_motion=True)
+
+
 def test_from_state_layout_round_trips_real_data_exactly(random_batch_3m):
     """Without observation or legal channels, decoding rebuilds them from the state (and the
     enemies' action channels) exactly as SMAX stored them."""
@@ -431,10 +456,17 @@ def test_from_state_model_trains_and_samples_consistent_episodes(random_batch_3m
     train_diffusion(cfg, random_batch_3m, None, out, progress=False)
     model = load_model(out)
     assert model.config.obs_from_state and json.loads((out / "config.json").read_text())["channels"] == 108
-    synthetic, report = augment(out, 8, seed=0, real=random_batch_3m)
+    synthetic, report = augment(out, 8, seed=0, real=random_batch_3m, actions_from_motion=True)
     validate_batch(synthetic)
     assert synthetic.meta.generator["projected_to_env"] and report.extra["projected_to_env"]
+    assert synthetic.meta.generator["actions_from_motion"]
+    assert 0.0 <= report.extra["actions_from_motion"]["relabelled_share"] <= 1.0
+    assert report.motion["real"]["action_agreement"] > 0.99
     proj, m = projector("3m"), synthetic.mask
+    moves, known, _ = proj.motion(synthetic.state, m)
+    assert report.motion["synthetic"]["known_steps"] == known.sum()  # (a tiny model's episodes may have none)
+    if known.any():
+        assert report.motion["synthetic"]["action_agreement"] == 1.0  # read off that very motion
     obs = np.asarray(proj.observe(synthetic.state, previous_actions(synthetic.actions), synthetic.observations))
     np.testing.assert_allclose(obs[m], synthetic.observations[m], atol=1e-6)
     np.testing.assert_array_equal(np.asarray(proj.view(synthetic.state)[1])[m], synthetic.legals[m])

@@ -80,6 +80,24 @@ def test_auto_reset_step_resets_after_ending():
     assert not bool(out.done)
 
 
+def test_motion_reads_real_actions_back_from_the_states(random_batch_3m):
+    """The inverse dynamics: where a unit's motion is known, it gives the stored move (or says
+    it did not move), and every real move is physically possible."""
+    from eaq.env.project import STOP_ACTION, projector
+
+    batch = random_batch_3m
+    moves, known, plausible = projector("3m").motion(batch.state, batch.mask)
+    assert known.sum() > 500 and not known[~batch.mask].any()
+    agree = np.where(moves >= 0, moves == batch.actions, batch.actions >= STOP_ACTION)
+    assert agree[known].mean() > 0.99
+    assert (moves[known] >= 0).any() and (moves[known] < 0).any()  # random units move and stand
+    assert plausible[known].mean() > 0.95 and not plausible[~known].any()
+    jumped = batch.state.copy()
+    jumped[:, 1::2, 1] += 5.0  # ally 0's x jumps 5 units back and forth: over 3 steps' worth
+    _, _, plausible = projector("3m").motion(jumped, batch.mask)
+    assert not plausible[..., 0].any() and plausible[..., 1:][known[..., 1:]].mean() > 0.95
+
+
 def test_projection_reproduces_real_observations_states_and_legals(random_batch_3m):
     """On real data, recomputing everything from the world state (and the previous actions)
     gives back exactly what SMAX stored; only the enemies' previous actions come from the hint."""

@@ -111,6 +111,7 @@ def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     record = json.loads(path.read_text())
     del record["preset"]["q_target"]  # as written before the field existed
     del record["preset"]["relabel_rewards"]  # (added later still: read as False)
+    del record["preset"]["actions_from_motion"]  # (and later: read as False)
     for k in ("inpaint_lengths", "inpaint_prefix", "inpaint_guidance"):
         del record["preset"][k]  # (and later still: no inpainting)
     del record["diffusion"]
@@ -121,7 +122,7 @@ def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     Benchmark(episode)._record_config()
     assert json.loads(path.read_text())["preset"]["q_target"] == "episode"
     assert dataclasses.asdict(Benchmark(episode).preset)["q_target"] == "episode"
-    for change in (("relabel_rewards", True), ("inpaint_lengths", True)):
+    for change in (("relabel_rewards", True), ("inpaint_lengths", True), ("actions_from_motion", True)):
         changed = BenchmarkConfig(**{**base, "overrides": (*TINY, ("q_target", "episode"), change)}, run="old")
         with pytest.raises(ValueError, match="another preset"):
             Benchmark(changed)._record_config()
@@ -229,10 +230,12 @@ def test_benchmark_flags_become_preset_overrides():
     from eaq.cli.benchmark import Benchmark as BenchmarkArgs
     from eaq.pipeline.config import resolve_preset
 
-    args = tyro.cli(BenchmarkArgs, args=["--preset", "fast", "--qtot-steps", "4000", "--offline-steps", "2000", "--cql-weight", "3"])
+    args = tyro.cli(BenchmarkArgs, args=["--preset", "fast", "--qtot-steps", "4000", "--offline-steps", "2000", "--cql-weight", "3",
+                                         "--actions-from-motion"])
     cfg = args.config()
     preset = resolve_preset(cfg.preset, dict(cfg.overrides))
     assert (preset.qtot_steps, preset.offline_steps, preset.cql_weight) == (4000, 2000, 3.0)
+    assert preset.actions_from_motion and not resolve_preset("fast").actions_from_motion
     assert preset.diffusion_steps == resolve_preset("fast").diffusion_steps  # untouched
 
 

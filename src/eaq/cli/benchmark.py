@@ -72,6 +72,9 @@ class Benchmark:
     """Also fix a random real episode's first steps, up to this share of its length (0-1)."""
     inpaint_guidance: float | None = None
     """Reconstruction-guidance weight of the inpainting (default 30)."""
+    actions_from_motion: bool = False
+    """Store the action each synthetic unit's generated motion implies (moved: that move;
+    stood: the model's likeliest legal stop or attack) instead of the model's own choice."""
 
     def config(self):
         from eaq.pipeline import BenchmarkConfig
@@ -91,6 +94,7 @@ class Benchmark:
             "inpaint_lengths": self.inpaint_lengths or None,
             "inpaint_prefix": self.inpaint_prefix,
             "inpaint_guidance": self.inpaint_guidance,
+            "actions_from_motion": self.actions_from_motion or None,
         }
         return BenchmarkConfig(
             maps=_split(self.maps),

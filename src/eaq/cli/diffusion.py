@@ -102,6 +102,10 @@ class Augment:
     synthetic episodes then branch from real ones."""
     inpaint_guidance: float = 30.0
     """Reconstruction-guidance weight of the inpainting (0: replacement only)."""
+    actions_from_motion: bool = False
+    """Store the action each unit's generated motion implies (moved: that move; stood: the
+    model's likeliest legal stop or attack) instead of the model's own choice; implies
+    --project-to-env."""
 
     def run(self) -> int:
         import json
@@ -116,7 +120,8 @@ class Augment:
         real = load_dataset(self.data) if self.data is not None else None
         synthetic, report = augment(self.model, self.episodes, self.seed, real=real, max_draw_factor=self.max_draw_factor,
                                     relabel=self.relabel_rewards, project=self.project_to_env,
-                                    inpainting=Inpainting(self.inpaint_lengths, self.inpaint_prefix, self.inpaint_guidance))
+                                    inpainting=Inpainting(self.inpaint_lengths, self.inpaint_prefix, self.inpaint_guidance),
+                                    actions_from_motion=self.actions_from_motion)
         save_dataset(synthetic, self.out, force=self.force)
         card = dataset_card(synthetic)
         stem = self.out.parent / f"{self.out.name}_fidelity"

@@ -84,10 +84,14 @@ def sample_episodes(
     project: bool = False,
     inpainting: Inpainting | None = None,
     real: EpisodeBatch | None = None,
+    actions_from_motion: bool = False,
 ) -> tuple[EpisodeBatch, dict]:
     """Valid synthetic episodes (at most ``n_episodes``) and the sampling statistics
-    ``{n_generated, dropped: {reason: count}, legality_rate, copied_step_share}``; ``project``:
+    ``{n_generated, dropped: {reason: count}, legality_rate, copied_step_share,
+    motion_relabelled_share}``; ``project``:
     recompute the observations and legal actions from each sampled state (eaq.env.project);
+    ``actions_from_motion``: make each action agree with the state's motion (implies ``project``;
+    eaq.diffusion.decode), ``motion_relabelled_share`` is the share of kept agent-steps it changed;
     ``inpainting``: fix parts of each sample to a random episode of ``real`` (eaq.diffusion.inpaint);
     ``copied_step_share`` is the share of the kept episodes' steps copied whole from real prefixes."""
     if n_episodes < 1:
@@ -106,7 +110,7 @@ def sample_episodes(
         layout = EpisodeLayout(model.spec, model.config.obs_from_state)
         rng = np.random.default_rng(seed)
     sample, chunk = make_sampler(model, mesh, chunk, inpainting.guidance if inpainting.active else 0.0)
-    project = project or model.config.obs_from_state  # that layout always projects
+    project = project or model.config.obs_from_state or actions_from_motion  # these need the state's view
     projector = env_projector(model.spec.map_name) if project else None
     meta = DatasetMeta(
         spec=model.spec,
@@ -120,6 +124,7 @@ def sample_episodes(
             "sample_steps": model.config.sample_steps,
             "qtot": model.record.get("qtot"),
             "projected_to_env": project,
+            "actions_from_motion": actions_from_motion,
             "inpainting": inpainting.to_dict(),
         },
         seed=seed,
@@ -128,7 +133,7 @@ def sample_episodes(
     kept: list[EpisodeBatch] = []
     n_kept = n_generated = 0
     dropped: dict[str, int] = {}
-    legal_hits = legal_total = copied = kept_steps = 0
+    legal_hits = legal_total = copied = kept_steps = relabelled = 0
     max_draws = max(chunk, int(max_draw_factor * n_episodes))
     while n_kept < n_episodes and n_generated < max_draws:
         key, k = jax.random.split(key)
@@ -137,7 +142,9 @@ def sample_episodes(
             x = sample(k, known, known_mask, guide_mask)
         else:
             x, info = sample(k), {"prefix_steps": np.zeros(chunk, np.int64)}
-        decoded = decode(np.asarray(x), model.normaliser, model.spec, projector, model.config.obs_from_state)
+        decoded = decode(
+            np.asarray(x), model.normaliser, model.spec, projector, model.config.obs_from_state, actions_from_motion
+        )
         n_generated += chunk
         valid = decoded.broken == ""
         lengths = decoded.arrays["mask"][valid].sum(axis=1)
@@ -146,6 +153,7 @@ def sample_episodes(
         m = decoded.arrays["mask"][valid][..., None]
         legal_hits += int((decoded.raw_legal[valid] & m).sum())
         legal_total += int(np.broadcast_to(m, decoded.raw_legal[valid].shape).sum())
+        relabelled += int((decoded.from_motion[valid] & m).sum())
         batch, why = to_batch(decoded, meta)
         for reason, count in why.items():
             dropped[reason] = dropped.get(reason, 0) + count
@@ -168,6 +176,7 @@ def sample_episodes(
         "dropped": dropped,
         "legality_rate": legal_hits / max(legal_total, 1),
         "copied_step_share": copied / max(kept_steps, 1),
+        "motion_relabelled_share": relabelled / max(legal_total, 1),
     }
     return batch, stats
 
@@ -183,6 +192,7 @@ def augment(
     relabel: bool = False,
     project: bool = False,
     inpainting: Inpainting | None = None,
+    actions_from_motion: bool = False,
 ) -> tuple[EpisodeBatch, FidelityReport]:
     """Samples ``n_episodes`` valid synthetic episodes and their fidelity report.
 
@@ -194,7 +204,9 @@ def augment(
     observations, legal actions and clean state from its state with SMAX's own functions
     (eaq.env.project), recorded in ``extra["projected_to_env"]``; ``inpainting``: fix each
     sample's length and/or prefix to a random episode of ``real`` (eaq.diffusion.inpaint),
-    recorded in ``extra["inpainting"]``.
+    recorded in ``extra["inpainting"]``; ``actions_from_motion``: store, wherever a unit's motion
+    shows it, the action its generated positions imply instead of the model's own choice
+    (eaq.diffusion.decode; implies ``project``), recorded in ``extra["actions_from_motion"]``.
     """
     model = load_model(model_dir)
     if real is None:
@@ -208,7 +220,8 @@ def augment(
 
         real = load_dataset(data_path)
     synthetic, stats = sample_episodes(
-        model, n_episodes, seed, max_draw_factor, project=project, inpainting=inpainting, real=real
+        model, n_episodes, seed, max_draw_factor, project=project, inpainting=inpainting, real=real,
+        actions_from_motion=actions_from_motion,
     )
     if qtot is None and model.record.get("qtot"):
         qtot_path = Path(model.record["qtot"])
@@ -233,6 +246,8 @@ def augment(
     if relabelled is not None:
         report.extra["relabel_rewards"] = relabelled
     report.extra["projected_to_env"] = bool(synthetic.meta.generator["projected_to_env"])
+    if actions_from_motion:
+        report.extra["actions_from_motion"] = {"relabelled_share": stats["motion_relabelled_share"]}
     inpainting = inpainting or Inpainting()
     if inpainting.active:
         report.extra["inpainting"] = {**inpainting.to_dict(), "copied_step_share": stats["copied_step_share"]}

@@ -10,7 +10,10 @@
 - dynamics consistency: a small MLP trained on real transitions (state, joint action) ->
   next state; its error on held-out real transitions vs on synthetic ones (ratio 1 = as
   consistent as real data), over the state dimensions that change in real data, plus the
-  synthetic drift on the ones that never do.
+  synthetic drift on the ones that never do;
+- motion (SMAX maps): how often a unit's stored action agrees with how its positions moved
+  (eaq.env.project's inverse dynamics), and how often that move is physically possible (about
+  0 or one step of the unit's speed), real vs synthetic.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ class FidelityReport:
     win_rate: dict[str, float]
     q_tot: dict[str, dict[str, float]] | None
     dynamics: dict[str, float] | None
+    motion: dict[str, dict[str, float]] | None = None
+    """{real|synthetic: {known_steps, action_agreement, plausible_share}}, the shares over the
+    agent-steps whose motion is known (NaN when there are none)."""
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
     """Per-episode normalized returns and lengths, {real|synthetic: {normalized_return, length}}."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -97,6 +103,14 @@ class FidelityReport:
                     f"mean |change| on the {d['constant_state_dims']} state dims real data never changes",
                     "0", f"{d['synthetic_change_on_constant_dims']:.4f}",
                 )
+        if self.motion is not None:
+            pct = lambda k: lambda s: f"{100 * self.motion[s][k]:.1f} %"  # noqa: E731
+            agree, plaus = pct("action_agreement"), pct("plausible_share")
+            t.add_row("action agrees with the unit's motion", agree("real"), agree("synthetic"))
+            t.add_row("physically possible unit moves", plaus("real"), plaus("synthetic"))
+        moved = self.extra.get("actions_from_motion")
+        if moved:
+            t.add_row("actions read off the motion", "", f"yes: {100 * moved['relabelled_share']:.1f} % of agent-steps changed")
         relabel = self.extra.get("relabel_rewards")
         if relabel:
             t.add_row(
@@ -297,6 +311,29 @@ def dynamics_consistency(
     }
 
 
+def motion_consistency(real: EpisodeBatch, synthetic: EpisodeBatch) -> dict[str, dict[str, float]] | None:
+    """For real and synthetic data: the share of known agent-steps (ally alive at t and t + 1)
+    whose stored action agrees with its motion (moved: the same direction; stood: not a move)
+    and the share whose displacement is physically possible; None off SMAX's state layout."""
+    from eaq.env.project import STOP_ACTION, projector
+
+    try:
+        proj = projector(real.spec.map_name)
+    except ValueError:  # not a SMAX map / layout the projection knows
+        return None
+    out = {}
+    for name, b in (("real", real), ("synthetic", synthetic)):
+        moves, known, plausible = proj.motion(b.state, b.mask)
+        agree = np.where(moves >= 0, moves == b.actions, b.actions >= STOP_ACTION)
+        n = int(known.sum())
+        out[name] = {
+            "known_steps": n,
+            "action_agreement": float(agree[known].mean()) if n else float("nan"),
+            "plausible_share": float(plausible[known].mean()) if n else float("nan"),
+        }
+    return out
+
+
 def fidelity_report(
     real: EpisodeBatch,
     synthetic: EpisodeBatch,
@@ -334,6 +371,7 @@ def fidelity_report(
         win_rate={"real": float(real.wins().mean()), "synthetic": float(synthetic.wins().mean())},
         q_tot=q,
         dynamics=dynamics_consistency(real, synthetic, seed=seed),
+        motion=motion_consistency(real, synthetic),
         samples={
             name: {
                 "normalized_return": [float(r) for r in b.normalized_returns()],

@@ -16,6 +16,7 @@ observations, states and legal actions exactly (tested), so it changes only what
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +54,14 @@ def enemy_count(spec) -> int:
 
 ENEMY_ACTION_FEATURES = 3
 """What an ally sees of an enemy's previous action: its move (x, y) and its attack (scaled)."""
+
+
+class Motion(NamedTuple):
+    """How each ally moved between consecutive steps (StateProjector.motion), [E, T, N] each."""
+
+    moves: np.ndarray
+    known: np.ndarray
+    plausible: np.ndarray
 
 
 class StateProjector:
@@ -172,6 +181,40 @@ class StateProjector:
             done=jnp.array(False),
             step=jnp.array(0, jnp.int32),
         )
+
+    def motion(self, state, mask) -> Motion:
+        """The movement each ally made, read off its positions (an inverse dynamics model).
+
+        ``state: [E, T, S]`` clean world states (as ``view`` returns them), ``mask: [E, T]``
+        in-episode steps -> ``Motion`` with [E, T, N] arrays: ``known``, the ally is alive at
+        t and t + 1, both in the episode; ``moves``, where known, the movement action (0-3) whose
+        direction best matches its displacement from t to t + 1, or -1 when it moved less than
+        half a step (it stopped or attacked; SMAX's collision push moves a standing unit by
+        less), -1 where unknown; ``plausible``, known and the displacement is within a quarter
+        step of 0 or of one step (a step: the unit type's speed over one env step). On real 3m
+        Medium data ``moves`` reproduces the stored move-or-not choice and direction in 99.95 %
+        of known agent-steps (docs/diffusion.md).
+        """
+        smax, u, f, n = self._smax, self._n_units, self._n_own, self._n_allies
+        state = np.asarray(state, np.float32)
+        units = state[..., : u * f].reshape(*state.shape[:-1], u, f)[..., :n, :]
+        types = np.clip(np.rint(state[..., u * f + u : u * f + u + n]).astype(np.int64), 0, f - 5)
+        step = np.asarray(smax.unit_type_velocities)[types] * smax.time_per_step * smax.world_steps_per_env_step
+        alive = (units[..., 0] > 0) & np.asarray(mask, bool)[..., None]
+        known = alive & np.concatenate([alive[:, 1:], np.zeros_like(alive[:, :1])], axis=1)
+        pos = units[..., 1:3]
+        disp = np.concatenate([pos[:, 1:] - pos[:, :-1], np.zeros_like(pos[:, :1])], axis=1)
+        length = np.linalg.norm(disp, axis=-1)
+        moved = known & (length > 0.5 * step)
+        moves = np.where(moved, (disp @ self._move_directions.T).argmax(-1), -1)
+        plausible = known & ((length < 0.25 * step) | (np.abs(length - step) < 0.25 * step))
+        return Motion(moves=moves.astype(np.int32), known=known, plausible=plausible)
+
+    @functools.cached_property
+    def _move_directions(self) -> np.ndarray:
+        """[STOP_ACTION, 2]: the unit direction of each movement action, from SMAX's own decoder."""
+        moves, _ = self._smax._decode_discrete_actions(jnp.arange(STOP_ACTION, dtype=jnp.int32))
+        return np.asarray(moves, np.float32)
 
     def _view_one(self, state):
         st = self._jaxmarl_state(state, None)

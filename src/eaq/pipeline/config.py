@@ -58,6 +58,10 @@ class Preset:
     synthetic episodes branch from real ones; 0: off."""
     inpaint_guidance: float = 30.0
     """Reconstruction-guidance weight of the inpainting (used only when it is on)."""
+    actions_from_motion: bool = False
+    """Store, wherever a synthetic unit's generated positions show whether and where it moved,
+    the action that motion implies instead of the model's own choice (eaq.diffusion.decode;
+    implies the projection)."""
     cql_weight: float = 0.3
     """CQL weight of every QMIX+CQL in the run: the learner that judges the variants and the
     Q_tot that guides EAQ. 0.3 is OG-MARL's 3 scaled to SMAX's 10x smaller rewards (it reached

@@ -169,6 +169,7 @@ def _read_run_record(path: Path) -> dict[str, Any]:
         old["preset"].setdefault("project_to_env", False)  # before the option: off
         old["preset"].setdefault("observations", "generated")  # before the option: generated
         old["preset"].setdefault("cql_weight", LEGACY_CQL_WEIGHT)  # before the field
+        old["preset"].setdefault("actions_from_motion", False)  # before the option: off
         for k, v in (("inpaint_lengths", False), ("inpaint_prefix", 0.0), ("inpaint_guidance", 30.0)):
             old["preset"].setdefault(k, v)  # before inpainting: none
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
@@ -324,7 +325,7 @@ class Benchmark:
             batch, report = augment(
                 model_dir, self.preset.synthetic_episodes, seed=1000 + cell.seed, real=self.original(cell.map, cell.quality), qtot=qtot,
                 relabel=self.preset.relabel_rewards, project=self.preset.project_to_env,
-                inpainting=self.preset.inpainting(),
+                inpainting=self.preset.inpainting(), actions_from_motion=self.preset.actions_from_motion,
             )
             save_dataset(batch, out, force=True)
             report.save_json(out.with_name(out.name + "-fidelity.json"))
