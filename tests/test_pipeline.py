@@ -69,6 +69,24 @@ def test_rerun_resumes_without_recomputing(tiny_run):
     assert all("updates" not in stage for stage in bench.log.times), bench.log.times
 
 
+def test_stages_only_prepares_the_synthetic_data_and_a_resume_trains_only_learners(tiny_run):
+    """The GPU-then-CPU split: --stages-only trains the Q_tot and diffusion models and samples,
+    writes no cell; the same run without it trains the learners and reuses every stage."""
+    import dataclasses
+
+    cfg, _ = tiny_run
+    staged = dataclasses.replace(cfg, run="staged", variants=("original", "eaq"), stages_only=True)
+    bench = Benchmark(staged)
+    paths = bench.run()
+    assert list(paths) == ["synthetic 3m-poor-eaq-s0"] and (paths["synthetic 3m-poor-eaq-s0"] / "meta.json").exists()
+    assert not list((staged.run_dir / "cells").glob("*.json"))
+    assert any("diffusion model for eaq" in stage for stage in bench.log.times)
+    bench = Benchmark(dataclasses.replace(staged, stages_only=False))
+    bench.run()
+    assert {f.stem for f in (staged.run_dir / "cells").glob("*.json")} == {"3m-poor-original-s0", "3m-poor-eaq-s0"}
+    assert not any("diffusion" in stage or "sample" in stage for stage in bench.log.times), bench.log.times
+
+
 def test_changing_preset_needs_a_new_run(tiny_run):
     cfg, _ = tiny_run
     other = BenchmarkConfig(**{**cfg.__dict__, "overrides": (*TINY, ("offline_steps", 21))})

@@ -72,6 +72,9 @@ class Benchmark:
     """Also fix a random real episode's first steps, up to this share of its length (0-1)."""
     inpaint_guidance: float | None = None
     """Reconstruction-guidance weight of the inpainting (default 30)."""
+    stages_only: bool = False
+    """Prepare the datasets, Q_tot guides, diffusion models and synthetic data, and stop before
+    the learners (e.g. on a GPU); the same command without it then trains the learners."""
     actions_from_motion: bool = False
     """Store the action each synthetic unit's generated motion implies (moved: that move;
     stood: the model's likeliest legal stop or attack) instead of the model's own choice."""
@@ -108,6 +111,7 @@ class Benchmark:
             run=self.run_name,
             cache_dir=self.cache_dir,
             extend_from=self.extend_from,
+            stages_only=self.stages_only,
         )
 
     def run(self) -> int:

@@ -73,6 +73,10 @@ class BenchmarkConfig:
     training: its stages (Q_tot, diffusion models, synthetic data) are reused and every cell's
     learner resumes from its last checkpoint. Only offline_steps (raised) and eval_episodes may
     differ; the earlier run is left untouched."""
+    stages_only: bool = False
+    """Prepare what the cells need (datasets, Q_tot, diffusion models, synthetic data) and stop
+    before the learners: run the model-heavy stages where compute is cheap (a GPU), then resume
+    the same run without this flag to train and evaluate the learners (the stages are reused)."""
 
     def validate(self) -> BenchmarkConfig:
         from eaq.env.smax import UnknownMapError, available_maps
@@ -420,6 +424,8 @@ class Benchmark:
             self._extend_from(self.config.extend_from)
         self._record_config()
         cells = self.config.cells()
+        if self.config.stages_only:
+            return self.prepare_stages(cells)
         done = {c.key for c in cells if self.cell_file(c).exists()}
         self.console.rule(f"EAQ benchmark '{self.dir.name}': {len(cells)} cells, {len(done)} already done")
         for i, cell in enumerate(cells, 1):
@@ -429,6 +435,19 @@ class Benchmark:
             self.console.rule(f"cell {i}/{len(cells)}: {cell.key}")
             self.run_cell(cell)
         return self.report()
+
+    def prepare_stages(self, cells: list[Cell]) -> dict[str, Path]:
+        """Every stage of ``cells`` but the learners (BenchmarkConfig.stages_only); returns the
+        stage directories prepared (cached ones are reused as always)."""
+        self.console.rule(f"EAQ benchmark '{self.dir.name}': the stages of {len(cells)} cells, no learners")
+        paths = {}
+        for cell in cells:
+            self.original(cell.map, cell.quality)
+            if cell.variant != "original":
+                self.synthetic(cell)
+                paths[f"synthetic {cell.key}"] = self.dir / "stages" / f"{cell.map}-{cell.quality}" / f"synthetic-{cell.variant}-s{cell.seed}"
+        self.console.print("stages ready; run the same command without --stages-only to train and evaluate the learners")
+        return paths
 
     def report(self) -> dict[str, Path]:
         wanted = {c.key for c in self.config.cells()}
