@@ -440,11 +440,18 @@ class Benchmark:
         """Every stage of ``cells`` but the learners (BenchmarkConfig.stages_only); returns the
         stage directories prepared (cached ones are reused as always)."""
         self.console.rule(f"EAQ benchmark '{self.dir.name}': the stages of {len(cells)} cells, no learners")
+        from eaq.diffusion.augment import NoValidSamplesError
+
         paths = {}
         for cell in cells:
             self.original(cell.map, cell.quality)
-            if cell.variant != "original":
+            if cell.variant == "original":
+                continue
+            try:
                 self.synthetic(cell)
+            except NoValidSamplesError as e:  # a result: the resume records it in the cell
+                self.console.print(f"[yellow]{cell.key}: no valid synthetic episode: {e}[/]")
+            else:
                 paths[f"synthetic {cell.key}"] = self.dir / "stages" / f"{cell.map}-{cell.quality}" / f"synthetic-{cell.variant}-s{cell.seed}"
         self.console.print("stages ready; run the same command without --stages-only to train and evaluate the learners")
         return paths
