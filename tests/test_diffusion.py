@@ -430,32 +430,45 @@ def test_actions_from_motion_restores_the_moves_the_states_show(random_batch_3m)
         decode(x, norm, batch.spec, actions_from_motion=True)
 
 
-def test_from_state_layout_round_trips_real_data_exactly(random_batch_3m):
+@pytest.mark.parametrize("motion", [False, True])
+def test_from_state_layout_round_trips_real_data_exactly(random_batch_3m, motion):
     """Without observation or legal channels, decoding rebuilds them from the state (and the
-    enemies' action channels) exactly as SMAX stored them."""
+    enemies' action channels) exactly as SMAX stored them; with motion channels the positions
+    are rebuilt from the first step's and the displacements, and come back too."""
     batch = random_batch_3m
-    norm = fit_normaliser(batch, obs_from_state=True)
-    layout = EpisodeLayout(batch.spec, obs_from_state=True)
-    assert layout.n_channels == 3 * 8 + 72 + 3 * 3 + 3 == 108
-    assert set(layout.split(np.zeros((1, 108)))) == {"action", "state", "enemy", "reward", "terminal", "alive"}
-    x = encode(batch, norm, 104, obs_from_state=True)
-    assert x.shape == (16, 104, 108)
-    back, dropped = to_batch(decode(x, norm, batch.spec, obs_from_state=True), batch.meta)
+    norm = fit_normaliser(batch, obs_from_state=True, motion=motion)
+    layout = EpisodeLayout(batch.spec, obs_from_state=True, motion=motion)
+    C = 3 * 8 + 72 + 3 * 3 + 3 + (2 * 6 if motion else 0)
+    assert layout.n_channels == C == (120 if motion else 108)
+    parts = {"action", "state", "enemy", "reward", "terminal", "alive"} | ({"motion"} if motion else set())
+    assert set(layout.split(np.zeros((1, C)))) == parts
+    x = encode(batch, norm, 104, obs_from_state=True, motion=motion)
+    assert x.shape == (16, 104, C)
+    back, dropped = to_batch(decode(x, norm, batch.spec, obs_from_state=True, motion=motion), batch.meta)
     assert dropped == {}
     for name in ("actions", "legals", "rewards", "terminals", "truncations", "mask"):
         np.testing.assert_array_equal(getattr(back, name), getattr(batch, name), err_msg=name)
     np.testing.assert_allclose(back.observations, batch.observations, atol=1e-5)
     np.testing.assert_allclose(back.state, batch.state, atol=1e-5)
+    if motion:  # the positions really come from the motion channels
+        x_motion = layout.split(np.arange(C))["motion"][0, 0]  # channel of unit 0's x displacement
+        x[:, 3:, x_motion] += 1.0 / norm.scale[x_motion]  # one more unit to the east per step
+        moved = to_batch(decode(x, norm, batch.spec, obs_from_state=True, motion=True), batch.meta)[0]
+        m = moved.mask[:, 5:] & (batch.state[:, 5:, 0] > 0)  # unit 0 alive, in the episode
+        assert m.any() and (moved.state[:, 5:, 1][m] > batch.state[:, 5:, 1][m] + 1.5).mean() > 0.5
+    with pytest.raises(ValueError, match="obs_from_state"):
+        EpisodeLayout(batch.spec, motion=True)
 
 
-def test_from_state_model_trains_and_samples_consistent_episodes(random_batch_3m, tmp_path):
+@pytest.mark.parametrize("observations, channels", [("from_state", 108), ("from_state_motion", 120)])
+def test_from_state_model_trains_and_samples_consistent_episodes(random_batch_3m, tmp_path, observations, channels):
     from eaq.env.project import previous_actions, projector
 
-    cfg = dataclasses.replace(TINY, observations="from_state")
+    cfg = dataclasses.replace(TINY, observations=observations)
     out = tmp_path / "model"
     train_diffusion(cfg, random_batch_3m, None, out, progress=False)
     model = load_model(out)
-    assert model.config.obs_from_state and json.loads((out / "config.json").read_text())["channels"] == 108
+    assert model.config.obs_from_state and json.loads((out / "config.json").read_text())["channels"] == channels
     synthetic, report = augment(out, 8, seed=0, real=random_batch_3m, actions_from_motion=True)
     validate_batch(synthetic)
     assert synthetic.meta.generator["projected_to_env"] and report.extra["projected_to_env"]

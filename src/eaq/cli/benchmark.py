@@ -59,9 +59,10 @@ class Benchmark:
     before 2026-11-27 used 3, pass 3 to resume or extend one of them)."""
     relabel_rewards: bool = False
     """Recompute synthetic rewards from the synthetic states (a reward model fit on real data)."""
-    observations: Literal["generated", "from_state"] | None = None
+    observations: Literal["generated", "from_state", "from_state_motion"] | None = None
     """Override what the diffusion model generates: observations too, or only the state, actions
-    and rewards (observations and legal actions then come from the state via SMAX)."""
+    and rewards (observations and legal actions then come from the state via SMAX), or that
+    plus each unit's displacement per step, from which positions are rebuilt (from_state_motion)."""
     project_to_env: bool = False
     """Recompute synthetic observations and legal actions from the synthetic states with SMAX's
     own functions (only the enemies' previous actions are kept from the model)."""

@@ -22,9 +22,11 @@ class TrainDiffusion:
     """eta in L = L_diff + eta * L_Q (default 0.1 with --qtot, else 0 = EAQ^-Q)."""
     q_target: Literal["actions", "episode"] | None = None
     """What the Q loss may move: only the predicted actions, or the whole episode (default: the preset's)."""
-    observations: Literal["generated", "from_state"] | None = None
+    observations: Literal["generated", "from_state", "from_state_motion"] | None = None
     """Generate the observations and legal bits (generated), or only the state, actions and
-    rewards, with SMAX computing observations and legal actions from the state (from_state)."""
+    rewards, with SMAX computing observations and legal actions from the state (from_state),
+    and also each unit's displacement per step, from which positions are rebuilt
+    (from_state_motion)."""
     preset: Literal["default", "small", "tiny"] = "default"
     """Model/training size preset (small: minutes on a CPU; tiny: seconds, for smoke tests)."""
     updates: int | None = None

@@ -105,9 +105,9 @@ def sample_episodes(
                 f"inpainting: the real data is map {real.spec.map_name}, the model {model.model_dir} "
                 f"was trained on {model.spec.map_name}"
             )
-        real_x = encode(real, model.normaliser, model.length, model.config.obs_from_state)
+        real_x = encode(real, model.normaliser, model.length, model.config.obs_from_state, model.config.motion_channels)
         real_lengths = real.lengths()
-        layout = EpisodeLayout(model.spec, model.config.obs_from_state)
+        layout = EpisodeLayout(model.spec, model.config.obs_from_state, model.config.motion_channels)
         rng = np.random.default_rng(seed)
     sample, chunk = make_sampler(model, mesh, chunk, inpainting.guidance if inpainting.active else 0.0)
     project = project or model.config.obs_from_state or actions_from_motion  # these need the state's view
@@ -143,7 +143,8 @@ def sample_episodes(
         else:
             x, info = sample(k), {"prefix_steps": np.zeros(chunk, np.int64)}
         decoded = decode(
-            np.asarray(x), model.normaliser, model.spec, projector, model.config.obs_from_state, actions_from_motion
+            np.asarray(x), model.normaliser, model.spec, projector, model.config.obs_from_state, actions_from_motion,
+            model.config.motion_channels,
         )
         n_generated += chunk
         valid = decoded.broken == ""

@@ -11,7 +11,9 @@ observations and no legal bits, which SMAX computes from the state (eaq.env.proj
     for each agent i:  one-hot action_i [A]
     then:              state [S] | enemies' previous moves and attacks [3 n_enemies] | reward | terminal | alive
 
-so ``C = N * A + S + 3 n_enemies + 3`` (3m: 108). ``L >= T`` pads the time axis (the U-Net down-samples)
+so ``C = N * A + S + 3 n_enemies + 3`` (3m: 108). With ``motion`` (only with ``obs_from_state``)
+each unit's displacement to the next step follows the enemies' channels, 2 per unit (3m: 120
+channels); the decoder rebuilds the positions from the first step's and these. ``L >= T`` pads the time axis (the U-Net down-samples)
 with padding steps. Padding, inside or after an episode, is raw zeros (``alive = 0``), exactly
 as in the data model.
 
@@ -46,6 +48,13 @@ class EpisodeLayout:
     obs_from_state: bool = False
     """No observation or legal channels: they are computed from the state (eaq.env.project);
     the enemies' previous actions, which the state does not hold, get channels of their own."""
+    motion: bool = False
+    """Also each unit's displacement to the next step (``obs_from_state`` only; see
+    eaq.diffusion.config's "from_state_motion")."""
+
+    def __post_init__(self):
+        if self.motion and not self.obs_from_state:
+            raise ValueError("motion channels exist only in the obs_from_state layout")
 
     @property
     def per_agent(self) -> int:
@@ -65,8 +74,13 @@ class EpisodeLayout:
         return ENEMY_ACTION_FEATURES * enemy_count(self.spec) if self.obs_from_state else 0
 
     @property
+    def n_motion_channels(self) -> int:
+        """2 per unit (allies and enemies) with ``motion``, else 0."""
+        return 2 * (self.spec.n_agents + enemy_count(self.spec)) if self.motion else 0
+
+    @property
     def reward_channel(self) -> int:
-        return self.state_start + self.spec.state_dim + self.n_enemy_channels
+        return self.state_start + self.spec.state_dim + self.n_enemy_channels + self.n_motion_channels
 
     @property
     def terminal_channel(self) -> int:
@@ -81,16 +95,18 @@ class EpisodeLayout:
         return self.reward_channel + 3
 
     def channel_kinds(self) -> np.ndarray:
-        """[C] str: 'obs', 'action', 'legal', 'state', 'enemy', 'reward', 'terminal' or 'alive'."""
+        """[C] str: 'obs', 'action', 'legal', 'state', 'enemy', 'motion', 'reward', 'terminal' or 'alive'."""
         O, A = self.spec.obs_dim, self.spec.n_actions
         agent = ["action"] * A if self.obs_from_state else ["obs"] * O + ["action"] * A + ["legal"] * A
         kinds = agent * self.spec.n_agents + ["state"] * self.spec.state_dim + ["enemy"] * self.n_enemy_channels
+        kinds += ["motion"] * self.n_motion_channels
         return np.array(kinds + ["reward", "terminal", "alive"])
 
     def split(self, x: Any) -> dict[str, Any]:
         """Views of ``x: [..., C]`` (numpy or jax): obs [..., N, O], action [..., N, A],
         legal [..., N, A], state [..., S], reward / terminal / alive [...]; with
-        ``obs_from_state`` no obs and legal but enemy [..., 3 n_enemies]."""
+        ``obs_from_state`` no obs and legal but enemy [..., 3 n_enemies]; with ``motion`` also
+        motion [..., U, 2]."""
         N, O, A = self.spec.n_agents, self.spec.obs_dim, self.spec.n_actions
         agents = x[..., : self.state_start].reshape(*x.shape[:-1], N, self.per_agent)
         state_end = self.state_start + self.spec.state_dim
@@ -101,7 +117,11 @@ class EpisodeLayout:
             "alive": x[..., self.alive_channel],
         }
         if self.obs_from_state:
-            parts.update(action=agents, enemy=x[..., state_end : self.reward_channel])
+            enemy_end = state_end + self.n_enemy_channels
+            parts.update(action=agents, enemy=x[..., state_end:enemy_end])
+            if self.motion:
+                motion = x[..., enemy_end : self.reward_channel]
+                parts["motion"] = motion.reshape(*x.shape[:-1], self.n_motion_channels // 2, 2)
         else:
             parts.update(obs=agents[..., :O], action=agents[..., O : O + A], legal=agents[..., O + A :])
         return parts
@@ -133,10 +153,12 @@ class Normaliser:
         return cls(mean=np.asarray(tree["mean"], np.float32), scale=np.asarray(tree["scale"], np.float32))
 
 
-def raw_tensor(batch: EpisodeBatch, length: int | None = None, obs_from_state: bool = False) -> np.ndarray:
+def raw_tensor(
+    batch: EpisodeBatch, length: int | None = None, obs_from_state: bool = False, motion: bool = False
+) -> np.ndarray:
     """Un-normalised step vectors ``[E, L, C]`` float32 (L = ``length`` or T; extra steps are
-    zero padding) in the layout ``EpisodeLayout(batch.spec, obs_from_state)``."""
-    layout = EpisodeLayout(batch.spec, obs_from_state)
+    zero padding) in the layout ``EpisodeLayout(batch.spec, obs_from_state, motion)``."""
+    layout = EpisodeLayout(batch.spec, obs_from_state, motion)
     E, T = batch.mask.shape
     L = T if length is None else int(length)
     if L < T:
@@ -148,8 +170,11 @@ def raw_tensor(batch: EpisodeBatch, length: int | None = None, obs_from_state: b
         [batch.rewards, batch.terminals.astype(np.float32), m.astype(np.float32)], axis=-1
     )
     if obs_from_state:
-        enemy = np.asarray(projector(batch.spec.map_name).enemy_actions(batch.observations))
+        proj = projector(batch.spec.map_name)
+        enemy = np.asarray(proj.enemy_actions(batch.observations))
         parts = [onehot.reshape(E, T, -1), batch.state, enemy * m[..., None]]
+        if motion:
+            parts.append(proj.unit_motion(batch.state, m).reshape(E, T, -1))
     else:
         agents = np.concatenate([batch.observations, onehot, batch.legals.astype(np.float32)], axis=-1)
         parts = [agents.reshape(E, T, -1), batch.state]
@@ -160,11 +185,11 @@ def raw_tensor(batch: EpisodeBatch, length: int | None = None, obs_from_state: b
     return x
 
 
-def fit_normaliser(batch: EpisodeBatch, obs_from_state: bool = False) -> Normaliser:
+def fit_normaliser(batch: EpisodeBatch, obs_from_state: bool = False, motion: bool = False) -> Normaliser:
     """Statistics over in-episode steps; binary channels and the reward get exact maps."""
-    layout = EpisodeLayout(batch.spec, obs_from_state)
+    layout = EpisodeLayout(batch.spec, obs_from_state, motion)
     kinds = layout.channel_kinds()
-    raw = raw_tensor(batch, obs_from_state=obs_from_state)[batch.mask]  # [n_steps, C]
+    raw = raw_tensor(batch, obs_from_state=obs_from_state, motion=motion)[batch.mask]  # [n_steps, C]
     mean = raw.mean(axis=0).astype(np.float64)
     std = raw.std(axis=0).astype(np.float64)
     scale = np.where(std > _STD_FLOOR, std, 1.0)
@@ -179,7 +204,8 @@ def fit_normaliser(batch: EpisodeBatch, obs_from_state: bool = False) -> Normali
 
 
 def encode(
-    batch: EpisodeBatch, normaliser: Normaliser, length: int | None = None, obs_from_state: bool = False
+    batch: EpisodeBatch, normaliser: Normaliser, length: int | None = None, obs_from_state: bool = False,
+    motion: bool = False,
 ) -> np.ndarray:
     """EpisodeBatch -> normalised ``x: [E, L, C]`` float32."""
-    return normaliser.normalise(raw_tensor(batch, length, obs_from_state)).astype(np.float32)
+    return normaliser.normalise(raw_tensor(batch, length, obs_from_state, motion)).astype(np.float32)

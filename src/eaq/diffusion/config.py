@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args
 QTarget = Literal["actions", "episode"]
 """What the Q_tot loss may move (see eaq.diffusion.qloss)."""
 Q_TARGETS: tuple[str, ...] = get_args(QTarget)
-ObservationSource = Literal["generated", "from_state"]
+ObservationSource = Literal["generated", "from_state", "from_state_motion"]
 """Where synthetic observations come from (see DiffusionConfig.observations)."""
 OBSERVATION_SOURCES: tuple[str, ...] = get_args(ObservationSource)
 
@@ -54,7 +54,10 @@ class DiffusionConfig:
     """"generated": the model generates every agent's observations and legal-action bits;
     "from_state": it generates the state, actions, the enemies' previous actions, rewards and
     the ending only, and SMAX computes the observations and legal actions from the state
-    (eaq.env.project): 3m has 108 channels per step instead of 348."""
+    (eaq.env.project): 3m has 108 channels per step instead of 348; "from_state_motion": as
+    from_state, plus each unit's displacement to the next step (2 channels per unit), from
+    which the decoder rebuilds the positions (a unit's move is 0 or one fixed step, a crisp
+    value the model can hit, where absolute positions came out 1-4 units off per step)."""
     q_temperature: float = 0.25
     """Softmax temperature relaxing the action channels (normalised units) into probabilities."""
     sample_chunk: int = 256
@@ -64,7 +67,11 @@ class DiffusionConfig:
 
     @property
     def obs_from_state(self) -> bool:
-        return self.observations == "from_state"
+        return self.observations in ("from_state", "from_state_motion")
+
+    @property
+    def motion_channels(self) -> bool:
+        return self.observations == "from_state_motion"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -40,6 +40,7 @@ def decode(
     project: StateProjector | None = None,
     obs_from_state: bool = False,
     actions_from_motion: bool = False,
+    motion: bool = False,
 ) -> Decoded:
     """Normalised ``x: [E, L, C]`` -> episode arrays, marking broken samples.
 
@@ -60,12 +61,14 @@ def decode(
       the movement action of its displacement if it moved, else the model's most likely legal
       stop or attack. The model's action channels and its states are not tied together (on
       3m it picks out-of-range attacks for 20-30 % of agent-steps while the state shows the
-      unit walking), so without this a learner sees actions that did not cause the next state.
+      unit walking), so without this a learner sees actions that did not cause the next state;
+    - ``motion``: ``x`` has motion channels (codec.py); every unit's position is rebuilt as its
+      first-step position plus its generated displacements (clipped to the map).
 
     A sample is broken when it has non-finite values, an in-episode agent with no legal action,
     no first step (alive channel off at t = 0 or, projected, a team with no unit alive), or a return above 1.05 max_return.
     """
-    layout = EpisodeLayout(spec, obs_from_state)
+    layout = EpisodeLayout(spec, obs_from_state, motion)
     if obs_from_state and project is None:
         project = projector(spec.map_name)
     T = spec.max_steps
@@ -76,6 +79,10 @@ def decode(
     raw = layout.split(normaliser.denormalise(x))
     bits = layout.split(x)
     state, fighting = raw["state"], np.ones((E, T), bool)
+    if motion:  # positions: the first step's, then the generated displacements added up
+        first = project.unit_positions(state[:, :1])
+        steps_taken = np.cumsum(raw["motion"][:, :-1], axis=1)
+        state = project.with_unit_positions(state, np.concatenate([first, first + steps_taken], axis=1))
     if project is not None:
         state, legal_bits, fighting = map(np.asarray, project.view(state))
     else:

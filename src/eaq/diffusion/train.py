@@ -287,7 +287,7 @@ def train_diffusion(
     config = dataclasses.replace(config, batch_size=resolved_batch_size(config.batch_size, mesh.size))
     out_dir = Path(out_dir)
     spec = batch.spec
-    layout = EpisodeLayout(spec, config.obs_from_state)
+    layout = EpisodeLayout(spec, config.obs_from_state, config.motion_channels)
     record = _run_record(
         config,
         spec,
@@ -302,7 +302,7 @@ def train_diffusion(
         _check_same_run(out_dir, record)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    normaliser = fit_normaliser(batch, config.obs_from_state)
+    normaliser = fit_normaliser(batch, config.obs_from_state, config.motion_channels)
     trainer = make_train(config, layout, None if qtot is None else qtot.apply, mesh)
     restored = _restore(out_dir, trainer, layout.n_channels, mesh) if resuming else None
     if restored is not None:
@@ -313,7 +313,7 @@ def train_diffusion(
     record["channels"] = layout.n_channels
     atomic_write_text(out_dir / CONFIG_FILE, json.dumps(record, indent=2, default=str))
 
-    data = replicate(jnp.asarray(encode(batch, normaliser, trainer.length, config.obs_from_state)), mesh)
+    data = replicate(jnp.asarray(encode(batch, normaliser, trainer.length, config.obs_from_state, config.motion_channels)), mesh)
     mask = replicate(jnp.asarray(batch.mask), mesh)
     norm = replicate(normaliser.to_tree(), mesh)
     qtot_params = replicate(qtot.params, mesh) if qtot is not None else None
@@ -408,7 +408,7 @@ def load_model(model_dir: str | Path, mesh: Mesh | None = None) -> DiffusionMode
     record = json.loads(cfg_file.read_text())
     config = DiffusionConfig.from_dict(record["diffusion"])
     spec = EnvSpec.from_dict(record["spec"])
-    layout = EpisodeLayout(spec, config.obs_from_state)
+    layout = EpisodeLayout(spec, config.obs_from_state, config.motion_channels)
     mesh = mesh or local_mesh()
     trainer = make_train(dataclasses.replace(config, q_weight=0.0), layout, None, mesh)
     restored = _restore(model_dir, trainer, layout.n_channels, mesh)

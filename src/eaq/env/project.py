@@ -210,6 +210,40 @@ class StateProjector:
         plausible = known & ((length < 0.25 * step) | (np.abs(length - step) < 0.25 * step))
         return Motion(moves=moves.astype(np.int32), known=known, plausible=plausible)
 
+    def unit_positions(self, state) -> np.ndarray:
+        """``state: [..., S]`` -> every unit's position [..., U, 2] (allies first)."""
+        u, f = self._n_units, self._n_own
+        state = np.asarray(state, np.float32)
+        return state[..., : u * f].reshape(*state.shape[:-1], u, f)[..., 1:3]
+
+    def unit_alive(self, state) -> np.ndarray:
+        """``state: [..., S]`` -> [..., U] bool: the unit has health left (SMAX zeroes a dead unit)."""
+        u, f = self._n_units, self._n_own
+        state = np.asarray(state, np.float32)
+        return state[..., : u * f].reshape(*state.shape[:-1], u, f)[..., 0] > 0
+
+    def with_unit_positions(self, state, positions) -> np.ndarray:
+        """A copy of ``state: [..., S]`` with the units' positions set to ``positions: [..., U, 2]``,
+        clipped to the map as SMAX clips them."""
+        u, f = self._n_units, self._n_own
+        out = np.array(state, np.float32)
+        units = out[..., : u * f].reshape(*out.shape[:-1], u, f)
+        units[..., 1:3] = np.clip(positions, 0.0, [float(self._smax.map_width), float(self._smax.map_height)])
+        out[..., : u * f] = units.reshape(*out.shape[:-1], u * f)
+        return out
+
+    def unit_motion(self, state, mask) -> np.ndarray:
+        """``state: [E, T, S]``, ``mask: [E, T]`` -> [E, T, U, 2]: each unit's displacement from
+        t to t + 1 where it is alive at both and t + 1 is in the episode, else 0."""
+        pos, alive = self.unit_positions(state), self.unit_alive(state) & np.asarray(mask, bool)[..., None]
+        both = alive & np.concatenate([alive[:, 1:], np.zeros_like(alive[:, :1])], axis=1)
+        disp = np.concatenate([pos[:, 1:] - pos[:, :-1], np.zeros_like(pos[:, :1])], axis=1)
+        return np.where(both[..., None], disp, 0.0).astype(np.float32)
+
+    @property
+    def n_units(self) -> int:
+        return self._n_units
+
     @functools.cached_property
     def _move_directions(self) -> np.ndarray:
         """[STOP_ACTION, 2]: the unit direction of each movement action, from SMAX's own decoder."""
