@@ -4,6 +4,8 @@ For every in-episode step, eaq.env.project recomputes the observations, the lega
 clean world state from the stored state (and the previous step's actions) with SMAX's own
 functions, and this script prints how much the stored ones differ. Real data scores 0 on every
 line; synthetic data shows how inconsistent the generated channels are with each other.
+It also reads each unit's motion off its positions (StateProjector.motion): how often the stored
+action agrees with it, and how often the move is physically possible (real data: ~100 % / ~98 %).
 
     python benchmarks/consistency.py DATASET [DATASET ...] [--json OUT.json]
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from eaq.data.store import atomic_write_text, load_dataset
-from eaq.env.project import previous_actions, projector
+from eaq.env.project import STOP_ACTION, previous_actions, projector
 
 
 def consistency(path: Path) -> dict:
@@ -29,6 +31,9 @@ def consistency(path: Path) -> dict:
     obs = np.asarray(proj.observe(batch.state, previous_actions(batch.actions), batch.observations))
     obs_diff = np.abs(obs - batch.observations)[m]  # [steps, N, O]
     chosen_legal = np.take_along_axis(legals, batch.actions[..., None], axis=-1)[..., 0][m]
+    moves, known, plausible = proj.motion(batch.state, m)
+    agree = np.where(moves >= 0, moves == batch.actions, batch.actions >= STOP_ACTION)
+    attacks = (batch.actions > STOP_ACTION) & known
     return {
         "dataset": str(path),
         "source": batch.meta.source,
@@ -40,6 +45,10 @@ def consistency(path: Path) -> dict:
         "legal_bits_differing": float((legals != batch.legals)[m].mean()),
         "actions_illegal_in_state": float(1.0 - chosen_legal.mean()),
         "steps_with_a_team_wiped_out": float(1.0 - fighting[m].mean()),
+        "motion_known_agent_steps": int(known.sum()),
+        "actions_agreeing_with_motion": float(agree[known].mean()) if known.any() else float("nan"),
+        "physically_possible_moves": float(plausible[known].mean()) if known.any() else float("nan"),
+        "attack_share_of_known_agent_steps": float(attacks.sum() / max(known.sum(), 1)),
     }
 
 
@@ -57,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['state_mean_abs_diff']:.4f}, legal bits differing "
             f"{100 * r['legal_bits_differing']:.2f} %, actions illegal in the state "
             f"{100 * r['actions_illegal_in_state']:.2f} %, steps after a team is wiped out "
-            f"{100 * r['steps_with_a_team_wiped_out']:.2f} %"
+            f"{100 * r['steps_with_a_team_wiped_out']:.2f} %; actions agreeing with the units' motion "
+            f"{100 * r['actions_agreeing_with_motion']:.1f} %, physically possible moves "
+            f"{100 * r['physically_possible_moves']:.1f} %, attacks {100 * r['attack_share_of_known_agent_steps']:.1f} % "
+            f"(of {r['motion_known_agent_steps']} agent-steps whose motion is known)"
         )
     if args.json:
         atomic_write_text(args.json, json.dumps(rows, indent=2))
