@@ -196,53 +196,53 @@ class StateProjector:
         of known agent-steps (docs/diffusion.md).
         """
         smax, u, f, n = self._smax, self._n_units, self._n_own, self._n_allies
-        state = np.asarray(state, np.float32)
-        units = state[..., : u * f].reshape(*state.shape[:-1], u, f)[..., :n, :]
-        types = np.clip(np.rint(state[..., u * f + u : u * f + u + n]).astype(np.int64), 0, f - 5)
+        disp, both = self._displacements(state, mask)
+        disp, known = disp[..., :n, :], both[..., :n]
+        types = np.clip(np.rint(np.asarray(state)[..., u * f + u : u * f + u + n]).astype(np.int64), 0, f - 5)
         step = np.asarray(smax.unit_type_velocities)[types] * smax.time_per_step * smax.world_steps_per_env_step
-        alive = (units[..., 0] > 0) & np.asarray(mask, bool)[..., None]
-        known = alive & np.concatenate([alive[:, 1:], np.zeros_like(alive[:, :1])], axis=1)
-        pos = units[..., 1:3]
-        disp = np.concatenate([pos[:, 1:] - pos[:, :-1], np.zeros_like(pos[:, :1])], axis=1)
         length = np.linalg.norm(disp, axis=-1)
         moved = known & (length > 0.5 * step)
         moves = np.where(moved, (disp @ self._move_directions.T).argmax(-1), -1)
         plausible = known & ((length < 0.25 * step) | (np.abs(length - step) < 0.25 * step))
         return Motion(moves=moves.astype(np.int32), known=known, plausible=plausible)
 
+    def unit_motion(self, state, mask) -> np.ndarray:
+        """``state: [E, T, S]``, ``mask: [E, T]`` -> [E, T, U, 2]: each unit's displacement from
+        t to t + 1 where it is alive at both and t + 1 is in the episode, else 0."""
+        disp, both = self._displacements(state, mask)
+        return np.where(both[..., None], disp, 0.0).astype(np.float32)
+
+    def _displacements(self, state, mask) -> tuple[np.ndarray, np.ndarray]:
+        """(every unit's displacement from t to t + 1 [E, T, U, 2], whether it is alive at both
+        steps and both are in the episode [E, T, U])."""
+        alive = self.unit_alive(state) & np.asarray(mask, bool)[..., None]
+        both = alive & np.concatenate([alive[:, 1:], np.zeros_like(alive[:, :1])], axis=1)
+        pos = self.unit_positions(state)
+        return np.concatenate([pos[:, 1:] - pos[:, :-1], np.zeros_like(pos[:, :1])], axis=1), both
+
     def unit_positions(self, state) -> np.ndarray:
         """``state: [..., S]`` -> every unit's position [..., U, 2] (allies first)."""
-        u, f = self._n_units, self._n_own
-        state = np.asarray(state, np.float32)
-        return state[..., : u * f].reshape(*state.shape[:-1], u, f)[..., 1:3]
+        return self._units(state)[..., 1:3]
 
     def unit_alive(self, state) -> np.ndarray:
         """``state: [..., S]`` -> [..., U] bool: the unit has health left (SMAX zeroes a dead unit)."""
+        return self._units(state)[..., 0] > 0
+
+    def _units(self, state) -> np.ndarray:
+        """``state: [..., S]`` -> the per-unit features [..., U, own features]."""
         u, f = self._n_units, self._n_own
         state = np.asarray(state, np.float32)
-        return state[..., : u * f].reshape(*state.shape[:-1], u, f)[..., 0] > 0
+        return state[..., : u * f].reshape(*state.shape[:-1], u, f)
 
     def with_unit_positions(self, state, positions) -> np.ndarray:
         """A copy of ``state: [..., S]`` with the units' positions set to ``positions: [..., U, 2]``,
         clipped to the map as SMAX clips them."""
-        u, f = self._n_units, self._n_own
         out = np.array(state, np.float32)
-        units = out[..., : u * f].reshape(*out.shape[:-1], u, f)
+        units = self._units(out).copy()
         units[..., 1:3] = np.clip(positions, 0.0, [float(self._smax.map_width), float(self._smax.map_height)])
+        u, f = self._n_units, self._n_own
         out[..., : u * f] = units.reshape(*out.shape[:-1], u * f)
         return out
-
-    def unit_motion(self, state, mask) -> np.ndarray:
-        """``state: [E, T, S]``, ``mask: [E, T]`` -> [E, T, U, 2]: each unit's displacement from
-        t to t + 1 where it is alive at both and t + 1 is in the episode, else 0."""
-        pos, alive = self.unit_positions(state), self.unit_alive(state) & np.asarray(mask, bool)[..., None]
-        both = alive & np.concatenate([alive[:, 1:], np.zeros_like(alive[:, :1])], axis=1)
-        disp = np.concatenate([pos[:, 1:] - pos[:, :-1], np.zeros_like(pos[:, :1])], axis=1)
-        return np.where(both[..., None], disp, 0.0).astype(np.float32)
-
-    @property
-    def n_units(self) -> int:
-        return self._n_units
 
     @functools.cached_property
     def _move_directions(self) -> np.ndarray:
