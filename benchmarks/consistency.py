@@ -31,8 +31,8 @@ def consistency(path: Path) -> dict:
     obs = np.asarray(proj.observe(batch.state, previous_actions(batch.actions), batch.observations))
     obs_diff = np.abs(obs - batch.observations)[m]  # [steps, N, O]
     chosen_legal = np.take_along_axis(legals, batch.actions[..., None], axis=-1)[..., 0][m]
-    moves, known, plausible = proj.motion(batch.state, m)
-    agree = np.where(moves >= 0, moves == batch.actions, batch.actions >= STOP_ACTION)
+    motion = proj.motion(batch.state, m)
+    known, plausible, agree = motion.known, motion.plausible, motion.agrees_with(batch.actions)
     attacks = (batch.actions > STOP_ACTION) & known
     return {
         "dataset": str(path),

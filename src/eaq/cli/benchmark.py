@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 import tyro
 
+from eaq.diffusion.config import ObservationSource, QTarget
+
 
 def _split(s: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in s.split(",") if x.strip())
@@ -42,7 +44,7 @@ class Benchmark:
     each cell's learner from its checkpoint (only --offline-steps, raised, may differ)."""
     q_weight: float | None = None
     """Override eta, the Q_tot loss weight of the 'eaq' variant."""
-    q_target: Literal["actions", "episode"] | None = None
+    q_target: QTarget | None = None
     """Override what the Q_tot loss may move: the predicted actions only, or the whole episode."""
     synthetic_weight: float | None = None
     """Override the share of synthetic episodes in each training batch."""
@@ -59,7 +61,7 @@ class Benchmark:
     before 2026-11-27 used 3, pass 3 to resume or extend one of them)."""
     relabel_rewards: bool = False
     """Recompute synthetic rewards from the synthetic states (a reward model fit on real data)."""
-    observations: Literal["generated", "from_state", "from_state_motion"] | None = None
+    observations: ObservationSource | None = None
     """Override what the diffusion model generates: observations too, or only the state, actions
     and rewards (observations and legal actions then come from the state via SMAX), or that
     plus each unit's displacement per step, from which positions are rebuilt (from_state_motion)."""

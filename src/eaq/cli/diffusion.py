@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from eaq.diffusion.config import ObservationSource, QTarget
+
 
 @dataclass(frozen=True)
 class TrainDiffusion:
@@ -20,9 +22,9 @@ class TrainDiffusion:
     """A `train-offline --learner qmix-cql` run directory: the frozen Q_tot of the Q loss."""
     q_weight: float | None = None
     """eta in L = L_diff + eta * L_Q (default 0.1 with --qtot, else 0 = EAQ^-Q)."""
-    q_target: Literal["actions", "episode"] | None = None
+    q_target: QTarget | None = None
     """What the Q loss may move: only the predicted actions, or the whole episode (default: the preset's)."""
-    observations: Literal["generated", "from_state", "from_state_motion"] | None = None
+    observations: ObservationSource | None = None
     """Generate the observations and legal bits (generated), or only the state, actions and
     rewards, with SMAX computing observations and legal actions from the state (from_state),
     and also each unit's displacement per step, from which positions are rebuilt

@@ -315,7 +315,7 @@ def motion_consistency(real: EpisodeBatch, synthetic: EpisodeBatch) -> dict[str,
     """For real and synthetic data: the share of known agent-steps (ally alive at t and t + 1)
     whose stored action agrees with its motion (moved: the same direction; stood: not a move)
     and the share whose displacement is physically possible; None off SMAX's state layout."""
-    from eaq.env.project import STOP_ACTION, projector
+    from eaq.env.project import projector
 
     try:
         proj = projector(real.spec.map_name)
@@ -323,8 +323,8 @@ def motion_consistency(real: EpisodeBatch, synthetic: EpisodeBatch) -> dict[str,
         return None
     out = {}
     for name, b in (("real", real), ("synthetic", synthetic)):
-        moves, known, plausible = proj.motion(b.state, b.mask)
-        agree = np.where(moves >= 0, moves == b.actions, b.actions >= STOP_ACTION)
+        motion = proj.motion(b.state, b.mask)
+        known, plausible, agree = motion.known, motion.plausible, motion.agrees_with(b.actions)
         n = int(known.sum())
         out[name] = {
             "known_steps": n,

@@ -63,6 +63,10 @@ class Motion(NamedTuple):
     known: np.ndarray
     plausible: np.ndarray
 
+    def agrees_with(self, actions) -> np.ndarray:
+        """[E, T, N] bool: ``actions`` is the move made, or (where the unit stood) not a move."""
+        return np.where(self.moves >= 0, self.moves == actions, np.asarray(actions) >= STOP_ACTION)
+
 
 class StateProjector:
     """Recomputes observations, legal actions and a clean world state from a world state.
