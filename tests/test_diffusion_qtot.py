@@ -149,6 +149,25 @@ def test_relaxed_episode_from_state_layout_recomputes_observations(random_batch_
     np.testing.assert_allclose(np.asarray(state)[m], batch.state[m], atol=1e-5)
 
 
+def test_relaxed_episode_with_motion_sees_the_positions_the_decoder_builds(random_batch_3m):
+    """With motion channels, Q_tot is shown each living unit's first position plus its
+    displacements (what the synthetic data will hold), not the model's own position channels;
+    positions_from_motion=False (models before the field) shows the latter."""
+    batch = random_batch_3m.select(np.arange(4))
+    norm = fit_normaliser(random_batch_3m, obs_from_state=True, motion=True)
+    layout = EpisodeLayout(batch.spec, obs_from_state=True, motion=True)
+    x = encode(batch, norm, 100, obs_from_state=True, motion=True)
+    alive = batch.mask & (batch.state[..., 0] > 0)  # unit 0 alive, in the episode
+    assert alive[:, 1:].any() and x.shape[1] == alive.shape[1]
+    x_pos = layout.state_start + 1  # unit 0's x position channel (features: health, x, y, ...)
+    x[:, 1:, x_pos] += alive[:, 1:] * 2.0 / norm.scale[x_pos]  # its own position 2 units off after t = 0
+    x = jnp.asarray(x)
+    _, _, state = relaxed_episode(x, norm.mean, norm.scale, layout, temperature=0.05)
+    np.testing.assert_allclose(np.asarray(state)[batch.mask], batch.state[batch.mask], atol=1e-4)
+    _, _, own = relaxed_episode(x, norm.mean, norm.scale, layout, 0.05, positions_from_motion=False)
+    np.testing.assert_allclose(np.asarray(own)[:, 1:, 1][alive[:, 1:]], batch.state[:, 1:, 1][alive[:, 1:]] + 2.0, atol=1e-4)
+
+
 def test_cli_trains_a_q_guided_from_state_model(qmix_dir, random_batch_3m, tmp_path):
     """The Q_tot loss on the from_state layout: observations come from the predicted state."""
     data = save_dataset(random_batch_3m, tmp_path / "real")

@@ -58,6 +58,10 @@ class DiffusionConfig:
     from_state, plus each unit's displacement to the next step (2 channels per unit), from
     which the decoder rebuilds the positions (a unit's move is 0 or one fixed step, a crisp
     value the model can hit, where absolute positions came out 1-4 units off per step)."""
+    q_positions_from_motion: bool = True
+    """With "from_state_motion": the Q_tot loss sees the positions the decoder rebuilds from the
+    displacement channels (what the synthetic data will hold), not the model's own position
+    channels. Configs saved before the field (2026-11-27) used the latter and read False."""
     q_temperature: float = 0.25
     """Softmax temperature relaxing the action channels (normalised units) into probabilities."""
     sample_chunk: int = 256
@@ -86,6 +90,8 @@ class DiffusionConfig:
             raise ValueError(f"unknown diffusion config keys {sorted(unknown)}")
         d = dict(d)
         d.setdefault("q_target", "episode")  # configs saved before the field existed used "episode"
+        # before the field the Q_tot loss read the model's position channels (only motion differs)
+        d.setdefault("q_positions_from_motion", d.get("observations") != "from_state_motion")
         if "channel_mults" in d:
             d["channel_mults"] = tuple(d["channel_mults"])
         return cls(**d)

@@ -80,9 +80,7 @@ def decode(
     bits = layout.split(x)
     state, fighting = raw["state"], np.ones((E, T), bool)
     if motion:  # positions: the first step's, then the generated displacements added up
-        first = project.unit_positions(state[:, :1])
-        steps_taken = np.cumsum(raw["motion"][:, :-1], axis=1)
-        state = project.with_unit_positions(state, np.concatenate([first, first + steps_taken], axis=1))
+        state = project.with_positions_from_motion(state, raw["motion"])
     if project is not None:
         state, legal_bits, fighting = map(np.asarray, project.view(state))
     else:

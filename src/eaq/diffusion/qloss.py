@@ -15,7 +15,10 @@ highly but that decode into 1-step, 0-return episodes (docs/diffusion.md); "acti
 make the episode's actions better under Q_tot, not its states stranger.
 
 In the ``obs_from_state`` layout the observations and legal actions Q_tot needs are computed
-from the predicted state by SMAX's own functions (eaq.env.project), without gradient.
+from the predicted state by SMAX's own functions (eaq.env.project), without gradient. With motion
+channels and ``positions_from_motion``, Q_tot sees the positions the decoder will build from the
+predicted displacements, not the model's own position channels, which the synthetic data does
+not keep (before 2026-11-27 it saw the latter; those models' configs read False).
 """
 
 from __future__ import annotations
@@ -40,13 +43,15 @@ def relaxed_episode(
     layout: EpisodeLayout,
     temperature: float,
     target: QTarget = "actions",
+    positions_from_motion: bool = True,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Normalised ``x0_hat: [B, L, C]`` -> (observations [B,T,N,O], action_probs [B,T,N,A],
     state [B,T,S]), differentiable in x0_hat (only through the actions when
     ``target="actions"``).
 
     The legal-action set used to mask the softmax is read from x0_hat's legal bits without
-    gradient; an agent-step with no legal bit set keeps all actions.
+    gradient; an agent-step with no legal bit set keeps all actions. ``positions_from_motion``
+    matters only in a layout with motion channels (see the module docstring).
     """
     if target not in Q_TARGETS:
         raise ValueError(f"q target {target!r} must be one of {Q_TARGETS}")
@@ -56,6 +61,8 @@ def relaxed_episode(
     state = raw["state"]
     if layout.obs_from_state:
         project = projector(layout.spec.map_name)
+        if layout.motion and positions_from_motion:
+            state = project.with_positions_from_motion(state, raw["motion"])
         clean, legal, _ = project.view(jax.lax.stop_gradient(state))
         prev = previous_actions(jnp.argmax(bits["action"], axis=-1))
         hint = project.enemy_action_hint(raw["enemy"])
@@ -80,9 +87,12 @@ def q_loss(
     layout: EpisodeLayout,
     temperature: float,
     target: QTarget = "actions",
+    positions_from_motion: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """Returns (L_Q, mean Q_tot) over in-episode steps; ``mask: [B, T]`` (padded steps are 0)."""
-    obs, probs, state = relaxed_episode(x0_hat, norm_mean, norm_scale, layout, temperature, target)
+    obs, probs, state = relaxed_episode(
+        x0_hat, norm_mean, norm_scale, layout, temperature, target, positions_from_motion
+    )
     q = qtot_apply(qtot_params, obs, probs, state)  # [B, T]
     m = mask.astype(q.dtype)
     n = jnp.maximum(m.sum(), 1.0)

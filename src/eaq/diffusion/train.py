@@ -133,7 +133,7 @@ def _make_train(config: DiffusionConfig, layout: EpisodeLayout, qtot_apply, mesh
             guided = x0_hat if config.q_weight > 0 else jax.lax.stop_gradient(x0_hat)
             l_q, mean_q = q_loss(
                 qtot_apply, qtot_params, guided, mask, norm["mean"], norm["scale"], layout, config.q_temperature,
-                config.q_target,
+                config.q_target, config.q_positions_from_motion,
             )
         loss = l_diff + config.q_weight * l_q
         return loss, {"loss": loss, "loss_diffusion": l_diff, "loss_q": l_q, "mean_q": mean_q}

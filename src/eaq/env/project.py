@@ -238,15 +238,22 @@ class StateProjector:
         state = np.asarray(state, np.float32)
         return state[..., : u * f].reshape(*state.shape[:-1], u, f)
 
-    def with_unit_positions(self, state, positions) -> np.ndarray:
-        """A copy of ``state: [..., S]`` with the units' positions set to ``positions: [..., U, 2]``,
-        clipped to the map as SMAX clips them."""
-        out = np.array(state, np.float32)
-        units = self._units(out).copy()
-        units[..., 1:3] = np.clip(positions, 0.0, [float(self._smax.map_width), float(self._smax.map_height)])
+    def with_positions_from_motion(self, state, motion):
+        """``state: [E, T, S]``, ``motion: [E, T, U, 2]`` (numpy or jax, differentiable) -> a
+        copy of ``state`` in which every living unit's position is its first-step position plus
+        its displacements up to that step, clipped to the map as SMAX clips positions: how the
+        ``from_state_motion`` layout (eaq.diffusion.codec) defines positions. Dead units (no
+        health, as in unit_alive) keep the state's own position, zero in SMAX's state."""
+        xp = jnp if isinstance(state, jax.Array) or isinstance(motion, jax.Array) else np
         u, f = self._n_units, self._n_own
-        out[..., : u * f] = units.reshape(*out.shape[:-1], u * f)
-        return out
+        units = state[..., : u * f].reshape(*state.shape[:-1], u, f)
+        first = units[:, :1, :, 1:3]
+        positions = xp.concatenate([first, first + xp.cumsum(motion[:, :-1], axis=1)], axis=1)
+        corner = xp.asarray([float(self._smax.map_width), float(self._smax.map_height)], dtype=state.dtype)
+        positions = xp.clip(positions, 0.0, corner).astype(state.dtype)
+        positions = xp.where(units[..., :1] > 0, positions, units[..., 1:3])
+        units = xp.concatenate([units[..., :1], positions, units[..., 3:]], axis=-1)
+        return xp.concatenate([units.reshape(*state.shape[:-1], u * f), state[..., u * f :]], axis=-1)
 
     @functools.cached_property
     def _move_directions(self) -> np.ndarray:

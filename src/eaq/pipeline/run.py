@@ -179,6 +179,8 @@ def _read_run_record(path: Path) -> dict[str, Any]:
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
             old["diffusion"] = _diffusion_record(Preset(**old["preset"]), legacy=True)
         old["diffusion"].setdefault("observations", "generated")  # before the option
+        # before the field the Q_tot loss read the model's position channels (only motion differs)
+        old["diffusion"].setdefault("q_positions_from_motion", old["diffusion"]["observations"] != "from_state_motion")
     if "offline" not in old and old.get("preset") and old.get("benchmark"):
         # recorded before the learner config was: today's defaults but for the CQL weight
         old["offline"] = _offline_record(Preset(**old["preset"]), old["benchmark"].get("learner", "qmix-cql"))
