@@ -129,6 +129,16 @@ def test_q_target_default_and_legacy_configs():
         DiffusionConfig(q_target="states").validate()
 
 
+def test_q_positions_default_and_legacy_configs():
+    """Motion models saved before the field judged the model's own positions; the field is
+    irrelevant to (and reads its default for) the other layouts."""
+    assert DiffusionConfig().q_positions_from_motion
+    for observations, legacy in (("from_state_motion", False), ("from_state", True), ("generated", True)):
+        saved = DiffusionConfig(observations=observations).to_dict()
+        del saved["q_positions_from_motion"]
+        assert DiffusionConfig.from_dict(saved).q_positions_from_motion is legacy
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="multiple of 8"):
         DiffusionConfig(base_channels=12).validate()
