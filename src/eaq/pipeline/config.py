@@ -47,9 +47,10 @@ class Preset:
     """Recompute each synthetic step's observations and legal actions (and a clean state) from
     its generated state with SMAX's own functions (eaq.env.project), so they are consistent."""
     observations: str = "generated"
-    """What the diffusion model generates: "generated" (observations and legal bits too) or
+    """What the diffusion model generates: "generated" (observations and legal bits too),
     "from_state" (state, actions and rewards; observations and legal actions computed from the
-    state by SMAX, which implies the projection); see eaq.diffusion.config."""
+    state by SMAX, which implies the projection) or "from_state_motion" (that plus each unit's
+    displacement per step, from which positions are rebuilt); see eaq.diffusion.config."""
     inpaint_lengths: bool = False
     """Sample each synthetic episode with a random real episode's length and ending fixed
     (inpainting with reconstruction guidance; eaq.diffusion.inpaint)."""
