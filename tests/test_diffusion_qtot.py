@@ -168,6 +168,25 @@ def test_relaxed_episode_with_motion_sees_the_positions_the_decoder_builds(rando
     np.testing.assert_allclose(np.asarray(own)[:, 1:, 1][alive[:, 1:]], batch.state[:, 1:, 1][alive[:, 1:]] + 2.0, atol=1e-4)
 
 
+def test_q_loss_with_motion_reaches_the_displacement_channels(qmix_dir, random_batch_3m):
+    """Under jit, Q_tot's state holds the rebuilt positions: with target="episode" the Q loss's
+    gradient flows into the displacement channels, and without positions_from_motion (where
+    nothing reads them) it does not."""
+    qtot = load_qtot(qmix_dir)
+    batch = random_batch_3m.select(np.arange(3))
+    norm = fit_normaliser(random_batch_3m, obs_from_state=True, motion=True)
+    layout = EpisodeLayout(batch.spec, obs_from_state=True, motion=True)
+    x0_hat = jnp.asarray(encode(batch, norm, 100, obs_from_state=True, motion=True))
+    mask = jnp.asarray(batch.mask)
+
+    def motion_grad(from_motion: bool) -> float:
+        loss = jax.jit(lambda x: q_loss(qtot.apply, qtot.params, x, mask, norm.mean, norm.scale, layout, 0.25,
+                                        "episode", from_motion)[0])
+        return float(jnp.abs(layout.split(jax.grad(loss)(x0_hat))["motion"]).sum())
+
+    assert motion_grad(True) > 0 and motion_grad(False) == 0
+
+
 def test_cli_trains_a_q_guided_from_state_model(qmix_dir, random_batch_3m, tmp_path):
     """The Q_tot loss on the from_state layout: observations come from the predicted state."""
     data = save_dataset(random_batch_3m, tmp_path / "real")
