@@ -233,9 +233,9 @@ class StateProjector:
         return self._units(state)[..., 0] > 0
 
     def _units(self, state) -> np.ndarray:
-        """``state: [..., S]`` -> the per-unit features [..., U, own features]."""
+        """``state: [..., S]`` (numpy, or jax inside jit) -> the per-unit features [..., U, own features]."""
         u, f = self._n_units, self._n_own
-        state = np.asarray(state, np.float32)
+        state = state.astype(jnp.float32) if isinstance(state, jax.Array) else np.asarray(state, np.float32)
         return state[..., : u * f].reshape(*state.shape[:-1], u, f)
 
     def with_positions_from_motion(self, state, motion):
@@ -245,15 +245,15 @@ class StateProjector:
         ``from_state_motion`` layout (eaq.diffusion.codec) defines positions. Dead units (no
         health, as in unit_alive) keep the state's own position, zero in SMAX's state."""
         xp = jnp if isinstance(state, jax.Array) or isinstance(motion, jax.Array) else np
-        u, f = self._n_units, self._n_own
-        units = state[..., : u * f].reshape(*state.shape[:-1], u, f)
-        first = units[:, :1, :, 1:3]
-        positions = xp.concatenate([first, first + xp.cumsum(motion[:, :-1], axis=1)], axis=1)
-        corner = xp.asarray([float(self._smax.map_width), float(self._smax.map_height)], dtype=state.dtype)
-        positions = xp.clip(positions, 0.0, corner).astype(state.dtype)
-        positions = xp.where(units[..., :1] > 0, positions, units[..., 1:3])
+        units = self._units(state)
+        own = self.unit_positions(state)
+        positions = xp.concatenate([own[:, :1], own[:, :1] + xp.cumsum(motion[:, :-1], axis=1)], axis=1)
+        corner = xp.asarray([float(self._smax.map_width), float(self._smax.map_height)], dtype=units.dtype)
+        positions = xp.clip(positions, 0.0, corner).astype(units.dtype)
+        positions = xp.where(self.unit_alive(state)[..., None], positions, own)
         units = xp.concatenate([units[..., :1], positions, units[..., 3:]], axis=-1)
-        return xp.concatenate([units.reshape(*state.shape[:-1], u * f), state[..., u * f :]], axis=-1)
+        n = self._n_units * self._n_own
+        return xp.concatenate([units.reshape(*state.shape[:-1], n), state[..., n:].astype(units.dtype)], axis=-1)
 
     @functools.cached_property
     def _move_directions(self) -> np.ndarray:

@@ -154,11 +154,14 @@ def _diffusion_config(preset: Preset, q_weight: float, seed: int = 0):
 _LEGACY_SMALL = {"base_channels": 16, "channel_mults": [1, 2, 4]}
 
 
+def _without_seed(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "seed"}
+
+
 def _diffusion_record(preset: Preset, legacy: bool = False) -> dict[str, Any]:
     """The diffusion config a preset resolves to (seed aside): recorded with the run, so that a
     preset whose model changed (e.g. a widened size preset) does not reuse finished cells."""
-    record = _diffusion_config(preset, preset.q_weight).to_dict()
-    record.pop("seed")
+    record = _without_seed(_diffusion_config(preset, preset.q_weight).to_dict())
     if legacy and preset.diffusion_size == "small":
         record.update(_LEGACY_SMALL)
     return record
@@ -178,9 +181,10 @@ def _read_run_record(path: Path) -> dict[str, Any]:
             old["preset"].setdefault(k, v)  # before inpainting: none
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
             old["diffusion"] = _diffusion_record(Preset(**old["preset"]), legacy=True)
-        old["diffusion"].setdefault("observations", "generated")  # before the option
-        # before the field the Q_tot loss read the model's position channels (only motion differs)
-        old["diffusion"].setdefault("q_positions_from_motion", old["diffusion"]["observations"] != "from_state_motion")
+        from eaq.diffusion.config import DiffusionConfig
+
+        # fields added to the model config since: their legacy values, by the config's own rule
+        old["diffusion"] = _without_seed(DiffusionConfig.from_dict(old["diffusion"]).to_dict())
     if "offline" not in old and old.get("preset") and old.get("benchmark"):
         # recorded before the learner config was: today's defaults but for the CQL weight
         old["offline"] = _offline_record(Preset(**old["preset"]), old["benchmark"].get("learner", "qmix-cql"))
