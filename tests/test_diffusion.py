@@ -20,7 +20,7 @@ from eaq.diffusion.augment import augment, make_sampler, sample_episodes
 from eaq.diffusion.codec import EpisodeLayout, encode, fit_normaliser
 from eaq.diffusion.config import PRESETS, DiffusionConfig
 from eaq.diffusion.decode import decode, to_batch
-from eaq.diffusion.diffusion import cosine_alpha_bars, diffusion_loss
+from eaq.diffusion.diffusion import cosine_alpha_bars, ddim_sample, diffusion_loss
 from eaq.diffusion.fidelity import dynamics_consistency
 from eaq.diffusion.inpaint import Inpainting, inpaint_targets
 from eaq.diffusion.relabel import fit_reward_model, relabel_rewards
@@ -144,6 +144,26 @@ def test_config_rejects_bad_values():
         DiffusionConfig(base_channels=12).validate()
     with pytest.raises(ValueError, match="sample_steps"):
         DiffusionConfig(n_diffusion_steps=10, sample_steps=20).validate()
+    with pytest.raises(ValueError, match="sampler_eta"):
+        DiffusionConfig(sampler_eta=1.5).validate()
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_sampler_reaches_a_gaussian_with_its_exact_denoiser(eta):
+    """Data x0 ~ N(0, 4): E[x0 | x_t] is linear, and both the deterministic (eta 0) and the
+    ancestral (eta 1) sampler must end with the data's spread; eta 1 must also add noise."""
+    ab = jnp.asarray(cosine_alpha_bars(100))
+    var = 4.0
+
+    def exact(params, x, t):
+        a = ab[t][:, None, None]
+        return jnp.sqrt(a) * var / (a * var + 1 - a) * x
+
+    x = ddim_sample(exact, None, jax.random.PRNGKey(0), (2000, 4, 2), ab, 100, 100.0, eta=eta)
+    assert float(x.std()) == pytest.approx(2.0, rel=0.05)
+    if eta > 0:  # same start noise, different path
+        x0 = ddim_sample(exact, None, jax.random.PRNGKey(0), (2000, 4, 2), ab, 100, 100.0)
+        assert float(jnp.abs(x - x0).mean()) > 0.1
 
 
 @pytest.fixture(scope="module")
@@ -291,6 +311,14 @@ def test_sampler_output_is_finite_with_the_right_shape(trained_model):
     x = np.asarray(sample(jax.random.PRNGKey(0)))
     assert x.shape == (32, model.length, 348)
     assert np.isfinite(x).all()
+
+
+def test_augment_sampler_overrides_are_recorded(trained_model, random_batch_3m):
+    out, _ = trained_model
+    synthetic, _ = augment(out, 4, seed=3, real=random_batch_3m, sample_steps=2, sampler_eta=1.0)
+    assert synthetic.meta.generator["sample_steps"] == 2 and synthetic.meta.generator["sampler_eta"] == 1.0
+    with pytest.raises(ValueError, match="sampler_eta"):
+        augment(out, 4, seed=3, real=random_batch_3m, sampler_eta=-0.1)
 
 
 def test_augment_writes_only_valid_synthetic_episodes(trained_model, random_batch_3m):

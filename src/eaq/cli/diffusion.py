@@ -110,6 +110,11 @@ class Augment:
     """Store the action each unit's generated motion implies (moved: that move; stood: the
     model's likeliest legal stop or attack) instead of the model's own choice; implies
     --project-to-env."""
+    sample_steps: int | None = None
+    """DDIM steps (default: the model's own, saved in its config.json)."""
+    sampler_eta: float | None = None
+    """Sampler stochasticity, 0 (deterministic DDIM) to 1 (fresh noise each step, as DDPM);
+    default: the model's own."""
 
     def run(self) -> int:
         import json
@@ -125,7 +130,8 @@ class Augment:
         synthetic, report = augment(self.model, self.episodes, self.seed, real=real, max_draw_factor=self.max_draw_factor,
                                     relabel=self.relabel_rewards, project=self.project_to_env,
                                     inpainting=Inpainting(self.inpaint_lengths, self.inpaint_prefix, self.inpaint_guidance),
-                                    actions_from_motion=self.actions_from_motion)
+                                    actions_from_motion=self.actions_from_motion,
+                                    sample_steps=self.sample_steps, sampler_eta=self.sampler_eta)
         save_dataset(synthetic, self.out, force=self.force)
         card = dataset_card(synthetic)
         stem = self.out.parent / f"{self.out.name}_fidelity"

@@ -8,6 +8,7 @@ and returns the synthetic ``EpisodeBatch`` (source ``synthetic``, validated) wit
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from pathlib import Path
@@ -33,6 +34,14 @@ class NoValidSamplesError(ValueError):
     """The model produced no valid episode within the draw budget (a result, not a crash)."""
 
 
+def with_sampler(model: DiffusionModel, sample_steps: int | None = None, eta: float | None = None) -> DiffusionModel:
+    """``model`` sampling with other DDIM steps and/or stochasticity (None keeps its own)."""
+    changes = {k: v for k, v in (("sample_steps", sample_steps), ("sampler_eta", eta)) if v is not None}
+    if not changes:
+        return model
+    return dataclasses.replace(model, config=dataclasses.replace(model.config, **changes).validate())
+
+
 def make_sampler(model: DiffusionModel, mesh: Mesh | None = None, chunk: int | None = None, guidance: float = 0.0):
     """Returns ``sample(key, known=None, known_mask=None, guide_mask=None) -> x: [chunk, L, C]``
     (normalised, jitted, batch split over devices; ``known``/``known_mask``/``guide_mask:
@@ -43,7 +52,8 @@ def make_sampler(model: DiffusionModel, mesh: Mesh | None = None, chunk: int | N
     chunk = mesh.size * math.ceil((chunk or cfg.sample_chunk) / mesh.size)
     shape = (chunk, model.length, len(model.normaliser.mean))
     sample = _jitted_sampler(
-        model.denoise, cfg.n_diffusion_steps, cfg.sample_steps, cfg.clip_denoised, shape, mesh, guidance
+        model.denoise, cfg.n_diffusion_steps, cfg.sample_steps, cfg.clip_denoised, shape, mesh, guidance,
+        cfg.sampler_eta,
     )
     params = jax.device_put(model.params, NamedSharding(mesh, PartitionSpec()))
     by_batch = NamedSharding(mesh, PartitionSpec("data"))
@@ -58,7 +68,8 @@ def make_sampler(model: DiffusionModel, mesh: Mesh | None = None, chunk: int | N
 
 @functools.lru_cache(maxsize=8)
 def _jitted_sampler(
-    denoise, n_diffusion_steps: int, sample_steps: int, clip: float, shape, mesh: Mesh, guidance: float
+    denoise, n_diffusion_steps: int, sample_steps: int, clip: float, shape, mesh: Mesh, guidance: float,
+    eta: float,
 ):
     """One compiled sampler per (model, shape, mesh); the weights are an argument."""
     by_batch = NamedSharding(mesh, PartitionSpec("data"))
@@ -68,7 +79,7 @@ def _jitted_sampler(
     def sample(params, key, known, known_mask, guide_mask):
         return ddim_sample(
             denoise, params, key, shape, alpha_bars, sample_steps, clip, by_batch, known, known_mask, guidance,
-            guide_mask,
+            guide_mask, eta,
         )
 
     return sample
@@ -122,6 +133,7 @@ def sample_episodes(
             "model_step": model.step,
             "q_weight": model.config.q_weight,
             "sample_steps": model.config.sample_steps,
+            "sampler_eta": model.config.sampler_eta,
             "qtot": model.record.get("qtot"),
             "projected_to_env": project,
             "actions_from_motion": actions_from_motion,
@@ -194,6 +206,8 @@ def augment(
     project: bool = False,
     inpainting: Inpainting | None = None,
     actions_from_motion: bool = False,
+    sample_steps: int | None = None,
+    sampler_eta: float | None = None,
 ) -> tuple[EpisodeBatch, FidelityReport]:
     """Samples ``n_episodes`` valid synthetic episodes and their fidelity report.
 
@@ -207,9 +221,11 @@ def augment(
     sample's length and/or prefix to a random episode of ``real`` (eaq.diffusion.inpaint),
     recorded in ``extra["inpainting"]``; ``actions_from_motion``: store, wherever a unit's motion
     shows it, the action its generated positions imply instead of the model's own choice
-    (eaq.diffusion.decode; implies ``project``), recorded in ``extra["actions_from_motion"]``.
+    (eaq.diffusion.decode; implies ``project``), recorded in ``extra["actions_from_motion"]``;
+    ``sample_steps``/``sampler_eta``: override the model's sampler (DiffusionConfig), recorded
+    in the synthetic dataset's generator.
     """
-    model = load_model(model_dir)
+    model = with_sampler(load_model(model_dir), sample_steps, sampler_eta)
     if real is None:
         data_path = model.record.get("data")
         if data_path is None or not Path(data_path).exists():

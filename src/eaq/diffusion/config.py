@@ -28,6 +28,9 @@ class DiffusionConfig:
     """K, the number of noise levels of the DDPM (cosine schedule) used in training."""
     sample_steps: int = 20
     """DDIM steps used to sample (<= n_diffusion_steps); fewer is faster."""
+    sampler_eta: float = 0.0
+    """Sampler stochasticity in [0, 1]: 0 is deterministic DDIM, 1 adds the posterior's noise
+    at every step like DDPM's ancestral sampler (eaq.diffusion.diffusion.ddim_sample)."""
     clip_denoised: float = 5.0
     """The predicted clean episode is clipped to [-c, c] (normalised units) while sampling."""
     batch_size: int = 32
@@ -103,6 +106,8 @@ class DiffusionConfig:
             raise ValueError(
                 f"sample_steps={self.sample_steps} must be in [1, n_diffusion_steps={self.n_diffusion_steps}]"
             )
+        if not 0.0 <= self.sampler_eta <= 1.0:
+            raise ValueError(f"sampler_eta={self.sampler_eta} must be in [0, 1]")
         if self.q_target not in Q_TARGETS:
             raise ValueError(f"q_target={self.q_target!r} must be one of {Q_TARGETS}")
         if self.observations not in OBSERVATION_SOURCES:
