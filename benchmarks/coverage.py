@@ -7,7 +7,10 @@ For the real dataset (the first argument) and each synthetic one it prints:
 - precision / recall of states (Kynkaenniemi et al., 2019): each state gets a ball reaching its
   k-th nearest neighbour within its own set; precision is the share of synthetic states inside
   some real ball (realism), recall the share of real states inside some synthetic ball
-  (coverage). Real against a disjoint half of itself gives the reference values;
+  (coverage), both against a random half of the real episodes; the other half of the real
+  episodes gives the values real data scores;
+- with ``--by-step``: precision / recall per range of time steps (a model can cover the middle
+  of episodes and miss every starting state);
 - episode diversity: mean distance between two episodes' first ``--prefix`` states;
 - action mix: share of stop, move and attack actions and the entropy of the action histogram;
 - with ``--qtot RUN``: the frozen Q_tot (one-hot actions) at t = 0 against the episode's
@@ -30,10 +33,16 @@ import numpy as np
 from eaq.data.store import atomic_write_text, load_dataset
 from eaq.env.project import STOP_ACTION
 
+STEP_RANGES = ((0, 1), (1, 5), (5, 10), (10, 15), (15, 25), (25, 100))
+"""Time-step ranges [lo, hi) of ``--by-step``."""
 
-def _states(batch, mean, std, points: int) -> np.ndarray:
-    """In-episode states, standardised, a fixed-seed sub-sample of ``points``: [P, S]."""
-    s = (batch.state[batch.mask] - mean) / std
+
+def _states(state, mask, mean, std, points: int, steps: tuple[int, int] | None = None) -> np.ndarray:
+    """In-episode states (of time steps [lo, hi) if given), standardised, a fixed-seed
+    sub-sample of ``points``. state: [E, T, S], mask: [E, T] -> [P, S]."""
+    if steps is not None:
+        mask = mask & (np.arange(mask.shape[1]) >= steps[0]) & (np.arange(mask.shape[1]) < steps[1])
+    s = (state[mask] - mean) / std
     if len(s) > points:
         s = s[np.random.default_rng(0).choice(len(s), points, replace=False)]
     return s.astype(np.float32)
@@ -61,6 +70,20 @@ def precision_recall(real: np.ndarray, synth: np.ndarray, k: int) -> tuple[float
         _inside_any_ball(synth, real, _radii(real, k)),
         _inside_any_ball(real, synth, _radii(synth, k)),
     )
+
+
+def by_step(ref, state, mask, mean, std, points: int, k: int) -> list[dict]:
+    """Precision / recall of the states ``state``/``mask`` against ``ref`` (a (state, mask) pair
+    of real episodes), per STEP_RANGES range, ``points`` states per set and range."""
+    rows = []
+    for steps in STEP_RANGES:
+        ref_pts = _states(*ref, mean, std, points, steps)
+        pts = _states(state, mask, mean, std, points, steps)
+        row = {"steps": list(steps), "states": int(len(pts))}
+        if len(pts) > k and len(ref_pts) > k:
+            row["precision"], row["recall"] = precision_recall(ref_pts, pts, k)
+        rows.append(row)
+    return rows
 
 
 def episode_diversity(batch, mean, std, prefix: int) -> float:
@@ -116,6 +139,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--prefix", type=int, default=10, help="steps per episode for the diversity measure")
     p.add_argument("--gamma", type=float, default=0.99)
+    p.add_argument("--by-step", action="store_true", help="also precision / recall per range of time steps")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
 
@@ -123,14 +147,19 @@ def main() -> None:
     inside = real.state[real.mask]
     mean, std = inside.mean(0), inside.std(0)
     std = np.where(std > 1e-6, std, 1.0)
-    real_pts = _states(real, mean, std, 2 * args.points)
-    half_a, half_b = real_pts[: len(real_pts) // 2], real_pts[len(real_pts) // 2 :]
+    # the reference is half of the real episodes; the other half shows what real data scores
+    # (split by episode: neighbouring steps of one episode would flatter a split by state)
+    order = np.random.default_rng(0).permutation(real.n_episodes)
+    ref_eps, held_out = order[: len(order) // 2], order[len(order) // 2 :]
+    ref = (real.state[ref_eps], real.mask[ref_eps])
+    ref_pts = _states(*ref, mean, std, args.points)
     real_spread = float(((inside - mean) / std).std(0).mean())
 
     rows = []
 
-    def describe(name: str, batch, pts: np.ndarray) -> None:
-        prec, rec = precision_recall(half_a, pts, args.k)
+    def describe(name: str, batch, episodes=None) -> None:
+        state, mask = (batch.state, batch.mask) if episodes is None else (batch.state[episodes], batch.mask[episodes])
+        prec, rec = precision_recall(ref_pts, _states(state, mask, mean, std, args.points), args.k)
         row = {
             "name": name,
             "episodes": int(batch.n_episodes),
@@ -144,6 +173,8 @@ def main() -> None:
         }
         if args.qtot is not None:
             row.update(qtot_gap(batch, args.qtot, args.gamma))
+        if args.by_step:
+            row["by_step"] = by_step(ref, state, mask, mean, std, args.points, args.k)
         rows.append(row)
         print(
             f"{name:60s} ret {row['normalized_return']:5.1f}  len {row['mean_length']:5.1f}  spread {row['spread']:.2f}  "
@@ -152,11 +183,13 @@ def main() -> None:
             + (f"  Q0 {row['q_tot_t0']:.3f} G0 {row['return_t0']:.3f} over {row['over_rating']:+.3f}" if args.qtot else ""),
             flush=True,
         )
+        for r in row.get("by_step", []):
+            print(f"    t {r['steps'][0]:2d}-{r['steps'][1] - 1:2d}: {r['states']:5d} states  "
+                  + (f"prec {r['precision']:.2f} rec {r['recall']:.2f}" if r["states"] > args.k else "too few"))
 
-    describe(f"{args.real} (half vs half)", real, half_b)
+    describe(f"{args.real} (held-out half)", real, held_out)
     for path in args.synthetic:
-        batch = load_dataset(path)
-        describe(str(path), batch, _states(batch, mean, std, args.points))
+        describe(str(path), load_dataset(path))
     if args.json:
         atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
 
