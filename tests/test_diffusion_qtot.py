@@ -105,12 +105,12 @@ def test_cli_train_with_qtot_then_augment(qmix_dir, random_batch_3m, tmp_path):
     record = json.loads((model / "config.json").read_text())
     assert record["diffusion"]["q_weight"] == 0.1 and record["qtot"] == str(qmix_dir)
 
-    out = tmp_path / "synthetic"
+    out = tmp_path / "synthetic-v1.2"  # a dot in the name must survive in the report's name
     assert main(["augment", "--model", str(model), "--episodes", "4", "--out", str(out), "--seed", "7"]) == 0
     synthetic = load_dataset(out)  # fully validated on load
     assert synthetic.meta.source == "synthetic" and synthetic.meta.generator["q_weight"] == 0.1
-    report = json.loads((tmp_path / "synthetic_fidelity.json").read_text())
-    assert (tmp_path / "synthetic_fidelity.png").stat().st_size > 0
+    report = json.loads((tmp_path / "synthetic-v1.2_fidelity.json").read_text())
+    assert (tmp_path / "synthetic-v1.2_fidelity.png").stat().st_size > 0
     assert report["q_tot"] is not None
     assert np.isfinite(report["q_tot"]["real"]["mean"]) and np.isfinite(report["q_tot"]["synthetic"]["mean"])
     assert report["n_valid"] == synthetic.n_episodes

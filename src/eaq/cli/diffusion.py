@@ -134,9 +134,10 @@ class Augment:
                                     sample_steps=self.sample_steps, sampler_eta=self.sampler_eta)
         save_dataset(synthetic, self.out, force=self.force)
         card = dataset_card(synthetic)
-        stem = self.out.parent / f"{self.out.name}_fidelity"
-        report.save_json(stem.with_suffix(".json"))
-        report.plot(stem.with_suffix(".png"), map_name=synthetic.spec.map_name)
+        # not Path.with_suffix: an --out such as "synth-v1.2" would lose its ".2"
+        stem = f"{self.out.name}_fidelity"
+        report.save_json(self.out.parent / f"{stem}.json")
+        report.plot(self.out.parent / f"{stem}.png", map_name=synthetic.spec.map_name)
         atomic_write_text(self.out.parent / f"{self.out.name}_card.json", json.dumps(card, indent=2, default=str))
         render_card(card, title=f"synthetic -> {self.out}")
         report.render()
@@ -145,5 +146,5 @@ class Augment:
                 f"warning: only {synthetic.n_episodes} of {self.episodes} requested episodes were valid "
                 f"after {report.n_generated} samples"
             )
-        print(f"wrote {self.out}; fidelity report {stem}.json and {stem}.png")
+        print(f"wrote {self.out}; fidelity report {self.out.parent / stem}.json and .png")
         return 0
