@@ -130,11 +130,14 @@ def test_q_target_default_and_legacy_configs():
 
 
 def test_q_positions_default_and_legacy_configs():
-    """Motion models saved before the field judged the model's own positions; the field is
-    irrelevant to (and reads its default for) the other layouts."""
+    """Motion models with a Q loss saved before the field judged the model's own positions; the
+    field is irrelevant to (and reads its default for) the other layouts and for EAQ^-Q models,
+    so that an old EAQ^-Q motion model still resumes under today's default."""
     assert DiffusionConfig().q_positions_from_motion
-    for observations, legacy in (("from_state_motion", False), ("from_state", True), ("generated", True)):
-        saved = DiffusionConfig(observations=observations).to_dict()
+    cases = (("from_state_motion", 0.03, False), ("from_state_motion", 0.0, True), ("from_state", 0.1, True),
+             ("generated", 0.1, True))
+    for observations, q_weight, legacy in cases:
+        saved = DiffusionConfig(observations=observations, q_weight=q_weight).to_dict()
         del saved["q_positions_from_motion"]
         assert DiffusionConfig.from_dict(saved).q_positions_from_motion is legacy
 

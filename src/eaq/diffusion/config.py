@@ -64,7 +64,8 @@ class DiffusionConfig:
     q_positions_from_motion: bool = True
     """With "from_state_motion": the Q_tot loss sees the positions the decoder rebuilds from the
     displacement channels (what the synthetic data will hold), not the model's own position
-    channels. Configs saved before the field (2026-11-27) used the latter and read False."""
+    channels. Configs saved before the field (2026-11-27) used the latter and read False (those
+    with q_weight 0 read True: without a Q loss the field has no effect)."""
     q_temperature: float = 0.25
     """Softmax temperature relaxing the action channels (normalised units) into probabilities."""
     sample_chunk: int = 256
@@ -93,8 +94,11 @@ class DiffusionConfig:
             raise ValueError(f"unknown diffusion config keys {sorted(unknown)}")
         d = dict(d)
         d.setdefault("q_target", "episode")  # configs saved before the field existed used "episode"
-        # before the field the Q_tot loss read the model's position channels (only motion differs)
-        d.setdefault("q_positions_from_motion", d.get("observations") != "from_state_motion")
+        # before the field the Q_tot loss read the model's position channels; that matters only
+        # to motion models with a Q loss (an EAQ^-Q model reads the default, so it still resumes)
+        d.setdefault(
+            "q_positions_from_motion", d.get("observations") != "from_state_motion" or not d.get("q_weight", 0.0) > 0
+        )
         if "channel_mults" in d:
             d["channel_mults"] = tuple(d["channel_mults"])
         return cls(**d)
