@@ -136,12 +136,14 @@ def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match="another preset"):
         Benchmark(BenchmarkConfig(**base, run="old"))._record_config()
-    episode = BenchmarkConfig(**{**base, "overrides": (*TINY, ("q_target", "episode"))}, run="old")
+    # (today's presets read actions from motion and copy a real first step: the old run did not)
+    legacy = (*TINY, ("q_target", "episode"), ("actions_from_motion", False), ("inpaint_prefix", 0.0))
+    episode = BenchmarkConfig(**{**base, "overrides": legacy}, run="old")
     Benchmark(episode)._record_config()
     assert json.loads(path.read_text())["preset"]["q_target"] == "episode"
     assert dataclasses.asdict(Benchmark(episode).preset)["q_target"] == "episode"
     for change in (("relabel_rewards", True), ("inpaint_lengths", True), ("actions_from_motion", True)):
-        changed = BenchmarkConfig(**{**base, "overrides": (*TINY, ("q_target", "episode"), change)}, run="old")
+        changed = BenchmarkConfig(**{**base, "overrides": (*legacy, change)}, run="old")
         with pytest.raises(ValueError, match="another preset"):
             Benchmark(changed)._record_config()
 
@@ -171,6 +173,26 @@ def test_runs_recorded_before_the_cql_weight_resume_only_with_weight_3(tmp_path)
     path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"\(offline.lr\)"):
         Benchmark(weight3)._record_config()
+
+
+def test_a_run_of_older_preset_defaults_is_refused_with_the_flags_that_resume_it(tmp_path):
+    """The presets' defaults changed on 2026-11-28 (motion channels, actions from motion, real
+    starts, eta 0.03): an older run must not be resumed silently with the new ones, and the error
+    must say which flags reproduce its settings."""
+    import tyro
+
+    from eaq.cli.benchmark import Benchmark as BenchmarkArgs
+
+    def record(*flags):
+        args = tyro.cli(BenchmarkArgs, args=["--preset", "smoke", "--maps", "3m", "--out", str(tmp_path), "--run", "old", *flags])
+        Benchmark(args.config())._record_config()
+
+    old = ("--q-weight", "0.1", "--observations", "generated", "--no-actions-from-motion", "--inpaint-prefix", "0")
+    record(*old)
+    with pytest.raises(ValueError, match="this run used --no-actions-from-motion --inpaint-prefix 0 --observations generated "
+                                         "--q-weight 0.1: pass them to resume"):
+        record()
+    record(*old)  # resumes
 
 
 def test_runs_of_the_narrow_small_model_are_not_resumed_with_the_wide_one(tmp_path):
@@ -249,11 +271,14 @@ def test_benchmark_flags_become_preset_overrides():
     from eaq.pipeline.config import resolve_preset
 
     args = tyro.cli(BenchmarkArgs, args=["--preset", "fast", "--qtot-steps", "4000", "--offline-steps", "2000", "--cql-weight", "3",
-                                         "--actions-from-motion"])
+                                         "--no-actions-from-motion", "--inpaint-prefix", "0"])
     cfg = args.config()
     preset = resolve_preset(cfg.preset, dict(cfg.overrides))
     assert (preset.qtot_steps, preset.offline_steps, preset.cql_weight) == (4000, 2000, 3.0)
-    assert preset.actions_from_motion and not resolve_preset("fast").actions_from_motion
+    assert not preset.actions_from_motion and resolve_preset("fast").actions_from_motion
+    assert preset.inpaint_prefix == 0.0 and resolve_preset("fast").inpaint_prefix == 0.01
+    default = resolve_preset(args.preset, dict(tyro.cli(BenchmarkArgs, args=[]).config().overrides))
+    assert default == resolve_preset("fast")  # no flag: exactly the preset
     assert preset.diffusion_steps == resolve_preset("fast").diffusion_steps  # untouched
 
 

@@ -43,7 +43,7 @@ class Benchmark:
     """Continue an earlier run's learners for longer: reuse run EXTEND_FROM's stages and resume
     each cell's learner from its checkpoint (only --offline-steps, raised, may differ)."""
     q_weight: float | None = None
-    """Override eta, the Q_tot loss weight of the 'eaq' variant."""
+    """Override eta, the Q_tot loss weight of the 'eaq' variant (every preset: 0.03)."""
     q_target: QTarget | None = None
     """Override what the Q_tot loss may move: the predicted actions only, or the whole episode."""
     synthetic_weight: float | None = None
@@ -64,7 +64,8 @@ class Benchmark:
     observations: ObservationSource | None = None
     """Override what the diffusion model generates: observations too, or only the state, actions
     and rewards (observations and legal actions then come from the state via SMAX), or that
-    plus each unit's displacement per step, from which positions are rebuilt (from_state_motion)."""
+    plus each unit's displacement per step, from which positions are rebuilt (from_state_motion,
+    every preset's choice since 2026-11-28)."""
     project_to_env: bool = False
     """Recompute synthetic observations and legal actions from the synthetic states with SMAX's
     own functions (only the enemies' previous actions are kept from the model)."""
@@ -72,15 +73,19 @@ class Benchmark:
     """Sample each synthetic episode with a random real episode's length and ending fixed
     (inpainting with reconstruction guidance)."""
     inpaint_prefix: float | None = None
-    """Also fix a random real episode's first steps, up to this share of its length (0-1)."""
+    """Fix a random real episode's first steps, up to this share of its length (0-1). Every
+    preset uses 0.01: exactly the first step on SMAX (episodes of at most 100 steps), so each
+    synthetic episode starts from a real start; 0 turns it off (runs before 2026-11-28)."""
     inpaint_guidance: float | None = None
     """Reconstruction-guidance weight of the inpainting (default 30)."""
     stages_only: bool = False
     """Prepare the datasets, Q_tot guides, diffusion models and synthetic data, and stop before
     the learners (e.g. on a GPU); the same command without it then trains the learners."""
-    actions_from_motion: bool = False
+    actions_from_motion: bool = True
     """Store the action each synthetic unit's generated motion implies (moved: that move;
-    stood: the model's likeliest legal stop or attack) instead of the model's own choice."""
+    stood: the model's likeliest legal stop or attack) instead of the model's own choice. On in
+    every preset; --no-actions-from-motion keeps the model's actions (as in runs recorded before
+    2026-11-28, whose presets had it off)."""
 
     def config(self):
         from eaq.pipeline import BenchmarkConfig
@@ -100,7 +105,7 @@ class Benchmark:
             "inpaint_lengths": self.inpaint_lengths or None,
             "inpaint_prefix": self.inpaint_prefix,
             "inpaint_guidance": self.inpaint_guidance,
-            "actions_from_motion": self.actions_from_motion or None,
+            "actions_from_motion": self.actions_from_motion,
         }
         return BenchmarkConfig(
             maps=_split(self.maps),

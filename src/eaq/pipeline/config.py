@@ -74,25 +74,34 @@ class Preset:
         return Inpainting(lengths=self.inpaint_lengths, prefix=self.inpaint_prefix, guidance=self.inpaint_guidance)
 
 
+# What every preset generates and how it samples: the settings of the best 3m runs so far
+# (docs/benchmark.md, 2026-11-27): the model generates the state and each unit's motion (SMAX
+# computes observations and legal actions from it), stored actions are read off that motion, and
+# every synthetic episode starts from a random real episode's first step (SMAX episodes are at
+# most 100 steps, so a prefix share of 0.01 copies exactly one step). Before 2026-11-28 the
+# presets generated observations directly, with eta 0.1 and no inpainting; pass those flags to
+# resume such a run (docs/benchmark.md, "Preset history").
+_BEST_SETTINGS: dict[str, Any] = dict(observations="from_state_motion", actions_from_motion=True, inpaint_prefix=0.01)
+
 PRESETS: dict[str, Preset] = {
     # The demo: one map, quality and seed in minutes on a 2-core laptop. Too short to learn
     # well (the learner stays below the data); it shows the pipeline, not the science.
     "smoke": Preset(
         dataset_episodes=300, qtot_steps=600, diffusion_steps=1000, diffusion_size="small",
-        sampler_steps=20, q_weight=0.1, q_target="actions", synthetic_episodes=300, synthetic_weight=0.5,
-        offline_steps=600, eval_episodes=256,
+        sampler_steps=20, q_weight=0.03, q_target="actions", synthetic_episodes=300, synthetic_weight=0.5,
+        offline_steps=600, eval_episodes=256, **_BEST_SETTINGS,
     ),
     # A reduced but real run on a CPU: minutes per cell (measured in docs/benchmark.md).
     "fast": Preset(
         dataset_episodes=1000, qtot_steps=1000, diffusion_steps=5000, diffusion_size="small",
-        sampler_steps=20, q_weight=0.1, q_target="actions", synthetic_episodes=500, synthetic_weight=0.5,
-        offline_steps=1000, eval_episodes=256,
+        sampler_steps=20, q_weight=0.03, q_target="actions", synthetic_episodes=500, synthetic_weight=0.5,
+        offline_steps=4000, eval_episodes=256, **_BEST_SETTINGS,
     ),
     # The intended benchmark (GPU recommended): OG-MARL-sized learner runs.
     "full": Preset(
         dataset_episodes=1000, qtot_steps=10000, diffusion_steps=20000, diffusion_size="default",
-        sampler_steps=50, q_weight=0.1, q_target="actions", synthetic_episodes=2000, synthetic_weight=0.5,
-        offline_steps=20000, eval_episodes=512,
+        sampler_steps=50, q_weight=0.03, q_target="actions", synthetic_episodes=2000, synthetic_weight=0.5,
+        offline_steps=20000, eval_episodes=512, **_BEST_SETTINGS,
     ),
 }
 

@@ -216,6 +216,33 @@ def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
+# Preset fields that `eaq benchmark` can set from its command line: how to ask for a value.
+_PRESET_FLAGS = {k: "--" + k.replace("_", "-") for k in (
+    "q_weight", "q_target", "synthetic_weight", "synthetic_episodes", "offline_steps", "diffusion_steps",
+    "qtot_steps", "cql_weight", "observations", "inpaint_prefix", "inpaint_guidance", "relabel_rewards",
+    "project_to_env", "inpaint_lengths", "actions_from_motion")}
+
+
+def _resume_flags(old_preset: dict[str, Any], new_preset: dict[str, Any]) -> str:
+    """The `eaq benchmark` flags that give today's preset an old run's values, where they
+    differ (empty if some differing field has no flag): how to resume a run recorded before a
+    preset's defaults changed."""
+    flags = []
+    for k in sorted(set(old_preset) | set(new_preset)):
+        if old_preset.get(k) == new_preset.get(k):
+            continue
+        if k not in _PRESET_FLAGS:
+            return ""
+        v, flag = old_preset.get(k), _PRESET_FLAGS[k]
+        if isinstance(v, bool):
+            if not v and k != "actions_from_motion":
+                return ""  # a flag that only switches on: the run was made without it
+            flags.append(flag if v else "--no-" + flag[2:])
+        else:
+            flags.append(f"{flag} {v:g}" if isinstance(v, float) else f"{flag} {v}")
+    return " ".join(flags)
+
+
 def _offline_config(learner: str, steps: int, seed: int, eval_episodes: int, cql_weight: float):
     from eaq.offline import OfflineConfig
 
@@ -264,8 +291,8 @@ class Benchmark:
             old = _read_run_record(path)
             diff = _differing(old, record)
             if diff:
-                hint = (f" (this run used --cql-weight {old['preset']['cql_weight']:g}: pass it to resume)"
-                        if "preset.cql_weight" in diff and len(diff) == 2 else "")
+                flags = _resume_flags(old.get("preset") or {}, record["preset"])
+                hint = f" (this run used {flags}: pass {'it' if flags.count(' --') == 0 else 'them'} to resume)" if flags else ""
                 raise ValueError(
                     f"{path}: run '{self.dir.name}' was started with another preset, diffusion model or learner "
                     f"({', '.join(diff)}){hint}; use --run NAME for a new run (finished cells are only reused "
