@@ -176,7 +176,7 @@ def test_runs_recorded_before_the_cql_weight_resume_only_with_weight_3(tmp_path)
 
 
 def test_a_run_of_older_preset_defaults_is_refused_with_the_flags_that_resume_it(tmp_path):
-    """The presets' defaults changed on 2026-11-28 (motion channels, actions from motion, real
+    """The presets' defaults changed on 2026-11-27 (motion channels, actions from motion, real
     starts, eta 0.03): an older run must not be resumed silently with the new ones, and the error
     must say which flags reproduce its settings."""
     import tyro

@@ -65,7 +65,7 @@ class Benchmark:
     """Override what the diffusion model generates: observations too, or only the state, actions
     and rewards (observations and legal actions then come from the state via SMAX), or that
     plus each unit's displacement per step, from which positions are rebuilt (from_state_motion,
-    every preset's choice since 2026-11-28)."""
+    every preset's choice since 2026-11-27 16:20 UTC)."""
     project_to_env: bool = False
     """Recompute synthetic observations and legal actions from the synthetic states with SMAX's
     own functions (only the enemies' previous actions are kept from the model)."""
@@ -75,7 +75,8 @@ class Benchmark:
     inpaint_prefix: float | None = None
     """Fix a random real episode's first steps, up to this share of its length (0-1). Every
     preset uses 0.01: exactly the first step on SMAX (episodes of at most 100 steps), so each
-    synthetic episode starts from a real start; 0 turns it off (runs before 2026-11-28)."""
+    synthetic episode starts from a real start; 0 turns it off (as in runs recorded before
+    2026-11-27 16:20 UTC)."""
     inpaint_guidance: float | None = None
     """Reconstruction-guidance weight of the inpainting (default 30)."""
     stages_only: bool = False
@@ -85,7 +86,7 @@ class Benchmark:
     """Store the action each synthetic unit's generated motion implies (moved: that move;
     stood: the model's likeliest legal stop or attack) instead of the model's own choice. On in
     every preset; --no-actions-from-motion keeps the model's actions (as in runs recorded before
-    2026-11-28, whose presets had it off)."""
+    2026-11-27 16:20 UTC, whose presets had it off)."""
 
     def config(self):
         from eaq.pipeline import BenchmarkConfig

@@ -78,7 +78,7 @@ class Preset:
 # (docs/benchmark.md, 2026-11-27): the model generates the state and each unit's motion (SMAX
 # computes observations and legal actions from it), stored actions are read off that motion, and
 # every synthetic episode starts from a random real episode's first step (SMAX episodes are at
-# most 100 steps, so a prefix share of 0.01 copies exactly one step). Before 2026-11-28 the
+# most 100 steps, so a prefix share of 0.01 copies exactly one step). Until 2026-11-27 16:20 UTC the
 # presets generated observations directly, with eta 0.1 and no inpainting; pass those flags to
 # resume such a run (docs/benchmark.md, "Preset history").
 _BEST_SETTINGS: dict[str, Any] = dict(observations="from_state_motion", actions_from_motion=True, inpaint_prefix=0.01)
