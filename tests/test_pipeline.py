@@ -193,6 +193,10 @@ def test_a_run_of_older_preset_defaults_is_refused_with_the_flags_that_resume_it
                                          "--q-weight 0.1: pass them to resume"):
         record()
     record(*old)  # resumes
+    demo = BenchmarkConfig(maps=("3m",), qualities=("poor",), preset="smoke", out=tmp_path, run="old")
+    with pytest.raises(ValueError, match=r"\(preset\.[^;]*\); use --run NAME") as refused:
+        Benchmark(demo, command="eaq demo --run old")._record_config()  # the demo has no flags to suggest
+    assert "this run used" not in str(refused.value)
 
 
 def test_runs_of_the_narrow_small_model_are_not_resumed_with_the_wide_one(tmp_path):

@@ -291,7 +291,8 @@ class Benchmark:
             old = _read_run_record(path)
             diff = _differing(old, record)
             if diff:
-                flags = _resume_flags(old.get("preset") or {}, record["preset"])
+                # (eaq demo has no such flags: its remedy is the new run name below)
+                flags = "" if self.command.startswith("eaq demo") else _resume_flags(old.get("preset") or {}, record["preset"])
                 hint = f" (this run used {flags}: pass {'it' if flags.count(' --') == 0 else 'them'} to resume)" if flags else ""
                 raise ValueError(
                     f"{path}: run '{self.dir.name}' was started with another preset, diffusion model or learner "
