@@ -97,7 +97,7 @@ class DiffusionConfig:
         # before the field the Q_tot loss read the model's position channels; that matters only
         # to motion models with a Q loss (an EAQ^-Q model reads the default, so it still resumes)
         d.setdefault(
-            "q_positions_from_motion", d.get("observations") != "from_state_motion" or not d.get("q_weight", 0.0) > 0
+            "q_positions_from_motion", d.get("observations") != "from_state_motion" or d.get("q_weight", 0.0) <= 0
         )
         if "channel_mults" in d:
             d["channel_mults"] = tuple(d["channel_mults"])

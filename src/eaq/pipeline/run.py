@@ -216,31 +216,33 @@ def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
-# Preset fields that `eaq benchmark` can set from its command line: how to ask for a value.
-_PRESET_FLAGS = {k: "--" + k.replace("_", "-") for k in (
+# Preset fields that `eaq benchmark` can set from its command line (tyro's --field-name), and
+# the booleans among them that also have a --no-field-name form (the others only switch on).
+_PRESET_FLAGS = (
     "q_weight", "q_target", "synthetic_weight", "synthetic_episodes", "offline_steps", "diffusion_steps",
     "qtot_steps", "cql_weight", "observations", "inpaint_prefix", "inpaint_guidance", "relabel_rewards",
-    "project_to_env", "inpaint_lengths", "actions_from_motion")}
+    "project_to_env", "inpaint_lengths", "actions_from_motion",
+)
+_ON_OFF_FLAGS = ("actions_from_motion",)
 
 
-def _resume_flags(old_preset: dict[str, Any], new_preset: dict[str, Any]) -> str:
-    """The `eaq benchmark` flags that give today's preset an old run's values, where they
-    differ (empty if some differing field has no flag): how to resume a run recorded before a
+def _resume_flags(old_preset: dict[str, Any], new_preset: dict[str, Any]) -> list[str]:
+    """The `eaq benchmark` flags that give today's preset an old run's values where they differ
+    (none if some differing field cannot be set that way): how to resume a run recorded before a
     preset's defaults changed."""
     flags = []
     for k in sorted(set(old_preset) | set(new_preset)):
-        if old_preset.get(k) == new_preset.get(k):
+        v = old_preset.get(k)
+        if v == new_preset.get(k):
             continue
-        if k not in _PRESET_FLAGS:
-            return ""
-        v, flag = old_preset.get(k), _PRESET_FLAGS[k]
+        flag = "--" + k.replace("_", "-")
+        if k not in _PRESET_FLAGS or (v is False and k not in _ON_OFF_FLAGS):
+            return []
         if isinstance(v, bool):
-            if not v and k != "actions_from_motion":
-                return ""  # a flag that only switches on: the run was made without it
             flags.append(flag if v else "--no-" + flag[2:])
         else:
             flags.append(f"{flag} {v:g}" if isinstance(v, float) else f"{flag} {v}")
-    return " ".join(flags)
+    return flags
 
 
 def _offline_config(learner: str, steps: int, seed: int, eval_episodes: int, cql_weight: float):
@@ -292,8 +294,8 @@ class Benchmark:
             diff = _differing(old, record)
             if diff:
                 # (eaq demo has no such flags: its remedy is the new run name below)
-                flags = "" if self.command.startswith("eaq demo") else _resume_flags(old.get("preset") or {}, record["preset"])
-                hint = f" (this run used {flags}: pass {'it' if flags.count(' --') == 0 else 'them'} to resume)" if flags else ""
+                flags = [] if self.command.startswith("eaq demo") else _resume_flags(old.get("preset") or {}, record["preset"])
+                hint = f" (this run used {' '.join(flags)}: pass {'it' if len(flags) == 1 else 'them'} to resume)" if flags else ""
                 raise ValueError(
                     f"{path}: run '{self.dir.name}' was started with another preset, diffusion model or learner "
                     f"({', '.join(diff)}){hint}; use --run NAME for a new run (finished cells are only reused "
