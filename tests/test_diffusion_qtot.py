@@ -117,6 +117,33 @@ def test_cli_train_with_qtot_then_augment(qmix_dir, random_batch_3m, tmp_path):
     # writing over an existing dataset needs --force
     assert main(["augment", "--model", str(model), "--episodes", "4", "--out", str(out)]) == 2
 
+    # --oversample 2: twice the samples, the half the model's Q_tot rates highest kept
+    best = tmp_path / "best"
+    assert main(["augment", "--model", str(model), "--episodes", "3", "--out", str(best), "--oversample", "2"]) == 0
+    chosen = load_dataset(best).meta.generator["qtot_selection"]
+    report = json.loads((tmp_path / "best_fidelity.json").read_text())
+    assert report["extra"]["qtot_selection"] == chosen and report["n_valid"] == chosen["n_kept"] == 3
+    assert chosen["n_candidates"] == 6 and chosen["rating_kept"] >= chosen["rating_candidates"]
+    assert main(["augment", "--model", str(model), "--episodes", "3", "--out", str(tmp_path / "x"), "--oversample", "0.5"]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_select_by_qtot_keeps_the_best_rated_in_their_order(qmix_dir, random_batch_3m):
+    from eaq.diffusion.fidelity import episode_q_tot
+    from eaq.diffusion.select import select_by_qtot
+
+    qtot = load_qtot(qmix_dir)
+    rating = episode_q_tot(qtot, random_batch_3m)
+    kept, info = select_by_qtot(random_batch_3m, qtot, 5)
+    best = np.sort(np.argsort(-rating, kind="stable")[:5])
+    np.testing.assert_array_equal(kept.actions, random_batch_3m.actions[best])  # sampled order kept
+    assert info["n_candidates"] == 16 and info["n_kept"] == 5
+    assert info["threshold"] == pytest.approx(rating[best].min()) and rating[best].min() >= np.delete(rating, best).max()
+    assert info["rating_kept"] > info["rating_candidates"]
+    assert select_by_qtot(random_batch_3m, qtot, 40)[0].n_episodes == 16  # fewer candidates: all kept
+    with pytest.raises(ValueError, match="n_keep"):
+        select_by_qtot(random_batch_3m, qtot, 0)
+
 
 def test_a_copied_qtot_counts_as_the_same_for_resuming(qmix_dir, tmp_path):
     """A diffusion model records its Q_tot's path; a benchmark run that was copied (or seeded by

@@ -71,14 +71,21 @@ def test_rerun_resumes_without_recomputing(tiny_run):
 
 def test_stages_only_prepares_the_synthetic_data_and_a_resume_trains_only_learners(tiny_run):
     """The GPU-then-CPU split: --stages-only trains the Q_tot and diffusion models and samples,
-    writes no cell; the same run without it trains the learners and reuses every stage."""
+    writes no cell; the same run without it trains the learners and reuses every stage. (This
+    run also keeps the best-rated half of twice the samples: --synthetic-oversample 2.)"""
     import dataclasses
 
+    from eaq.data.store import load_dataset
+
     cfg, _ = tiny_run
-    staged = dataclasses.replace(cfg, run="staged", variants=("original", "eaq"), stages_only=True)
+    staged = dataclasses.replace(cfg, run="staged", variants=("original", "eaq"), stages_only=True,
+                                 overrides=(*cfg.overrides, ("synthetic_oversample", 2.0)))
     bench = Benchmark(staged)
     paths = bench.run()
     assert list(paths) == ["synthetic 3m-poor-eaq-s0"] and (paths["synthetic 3m-poor-eaq-s0"] / "meta.json").exists()
+    chosen = load_dataset(paths["synthetic 3m-poor-eaq-s0"]).meta.generator["qtot_selection"]
+    assert chosen["n_kept"] == 12 and 12 < chosen["n_candidates"] <= 24 and chosen["oversample"] == 2.0
+    assert any("best-rated by Q_tot of 24" in stage for stage in bench.log.times), bench.log.times
     assert not list((staged.run_dir / "cells").glob("*.json"))
     assert any("diffusion model for eaq" in stage for stage in bench.log.times)
     bench = Benchmark(dataclasses.replace(staged, stages_only=False))
@@ -275,9 +282,12 @@ def test_benchmark_flags_become_preset_overrides():
     from eaq.pipeline.config import resolve_preset
 
     args = tyro.cli(BenchmarkArgs, args=["--preset", "fast", "--qtot-steps", "4000", "--offline-steps", "2000", "--cql-weight", "3",
-                                         "--no-actions-from-motion", "--inpaint-prefix", "0"])
+                                         "--no-actions-from-motion", "--inpaint-prefix", "0", "--synthetic-oversample", "2"])
     cfg = args.config()
     preset = resolve_preset(cfg.preset, dict(cfg.overrides))
+    assert preset.synthetic_oversample == 2.0 and resolve_preset("fast").synthetic_oversample == 1.0
+    with pytest.raises(ValueError, match="synthetic_oversample"):
+        resolve_preset("fast", {"synthetic_oversample": 0.5})
     assert (preset.qtot_steps, preset.offline_steps, preset.cql_weight) == (4000, 2000, 3.0)
     assert not preset.actions_from_motion and resolve_preset("fast").actions_from_motion
     assert preset.inpaint_prefix == 0.0 and resolve_preset("fast").inpaint_prefix == 0.01

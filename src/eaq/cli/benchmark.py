@@ -48,6 +48,9 @@ class Benchmark:
     """Override what the Q_tot loss may move: the predicted actions only, or the whole episode."""
     synthetic_weight: float | None = None
     """Override the share of synthetic episodes in each training batch."""
+    synthetic_oversample: float | None = None
+    """Sample this many times the synthetic episodes and keep those the Q_tot guide rates
+    highest, for the eaq variant only (default 1: every sample, as EAQ is published)."""
     synthetic_episodes: int | None = None
     """Override the number of synthetic episodes per cell."""
     offline_steps: int | None = None
@@ -96,6 +99,7 @@ class Benchmark:
             "q_target": self.q_target,
             "synthetic_weight": self.synthetic_weight,
             "synthetic_episodes": self.synthetic_episodes,
+            "synthetic_oversample": self.synthetic_oversample,
             "offline_steps": self.offline_steps,
             "diffusion_steps": self.diffusion_steps,
             "qtot_steps": self.qtot_steps,

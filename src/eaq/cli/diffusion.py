@@ -110,6 +110,9 @@ class Augment:
     """Store the action each unit's generated motion implies (moved: that move; stood: the
     model's likeliest legal stop or attack) instead of the model's own choice; implies
     --project-to-env."""
+    oversample: float = 1.0
+    """Sample this many times --episodes valid episodes and keep the ones the model's Q_tot
+    guide rates highest (1: keep every sample)."""
     sample_steps: int | None = None
     """DDIM steps (default: the model's own, saved in its config.json)."""
     sampler_eta: float | None = None
@@ -131,7 +134,8 @@ class Augment:
                                     relabel=self.relabel_rewards, project=self.project_to_env,
                                     inpainting=Inpainting(self.inpaint_lengths, self.inpaint_prefix, self.inpaint_guidance),
                                     actions_from_motion=self.actions_from_motion,
-                                    sample_steps=self.sample_steps, sampler_eta=self.sampler_eta)
+                                    sample_steps=self.sample_steps, sampler_eta=self.sampler_eta,
+                                    oversample=self.oversample)
         save_dataset(synthetic, self.out, force=self.force)
         card = dataset_card(synthetic)
         # not Path.with_suffix: an --out such as "synth-v1.2" would lose its ".2"

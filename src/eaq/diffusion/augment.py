@@ -26,6 +26,7 @@ from eaq.diffusion.diffusion import cosine_alpha_bars, ddim_sample
 from eaq.diffusion.fidelity import FidelityReport, fidelity_report
 from eaq.diffusion.inpaint import Inpainting, inpaint_targets
 from eaq.diffusion.relabel import relabel_rewards
+from eaq.diffusion.select import select_by_qtot
 from eaq.diffusion.train import DiffusionModel, load_model, local_mesh
 from eaq.env.project import projector as env_projector
 
@@ -208,6 +209,7 @@ def augment(
     actions_from_motion: bool = False,
     sample_steps: int | None = None,
     sampler_eta: float | None = None,
+    oversample: float = 1.0,
 ) -> tuple[EpisodeBatch, FidelityReport]:
     """Samples ``n_episodes`` valid synthetic episodes and their fidelity report.
 
@@ -223,8 +225,12 @@ def augment(
     shows it, the action its generated positions imply instead of the model's own choice
     (eaq.diffusion.decode; implies ``project``), recorded in ``extra["actions_from_motion"]``;
     ``sample_steps``/``sampler_eta``: override the model's sampler (DiffusionConfig), recorded
-    in the synthetic dataset's generator.
+    in the synthetic dataset's generator; ``oversample``: sample ``ceil(oversample *
+    n_episodes)`` valid episodes and keep the ``n_episodes`` that ``qtot`` rates highest
+    (eaq.diffusion.select; needs a Q_tot), recorded in the generator and ``extra["qtot_selection"]``.
     """
+    if not (np.isfinite(oversample) and oversample >= 1.0):
+        raise ValueError(f"oversample={oversample} must be a number >= 1 (1: keep every sample)")
     model = with_sampler(load_model(model_dir), sample_steps, sampler_eta)
     if real is None:
         data_path = model.record.get("data")
@@ -236,16 +242,28 @@ def augment(
         from eaq.data.store import load_dataset
 
         real = load_dataset(data_path)
-    synthetic, stats = sample_episodes(
-        model, n_episodes, seed, max_draw_factor, project=project, inpainting=inpainting, real=real,
-        actions_from_motion=actions_from_motion,
-    )
     if qtot is None and model.record.get("qtot"):
         qtot_path = Path(model.record["qtot"])
         if qtot_path.exists():
             from eaq.offline.qtot import load_qtot
 
             qtot = load_qtot(qtot_path)
+    n_candidates = math.ceil(oversample * n_episodes - 1e-9)
+    if n_candidates > n_episodes and qtot is None:
+        raise ValueError(
+            f"{model_dir}: oversample={oversample} keeps the episodes Q_tot rates highest, but no Q_tot is "
+            "available (the model records none, or its checkpoint is gone); pass one"
+        )
+    synthetic, stats = sample_episodes(
+        model, n_candidates, seed, max_draw_factor, project=project, inpainting=inpainting, real=real,
+        actions_from_motion=actions_from_motion,
+    )
+    selection = None
+    if n_candidates > n_episodes:
+        synthetic, selection = select_by_qtot(synthetic, qtot, n_episodes)
+        selection["oversample"] = oversample
+        synthetic = synthetic.with_meta(generator={**synthetic.meta.generator, "qtot_selection": selection})
+        validate_batch(synthetic, where=f"Q_tot-selected synthetic episodes from {model_dir}")
     relabelled = None
     if relabel:
         synthetic, relabelled = relabel_rewards(synthetic, real)
@@ -262,6 +280,8 @@ def augment(
     )
     if relabelled is not None:
         report.extra["relabel_rewards"] = relabelled
+    if selection is not None:
+        report.extra["qtot_selection"] = selection
     report.extra["projected_to_env"] = bool(synthetic.meta.generator["projected_to_env"])
     if actions_from_motion:
         report.extra["actions_from_motion"] = {"relabelled_share": stats["motion_relabelled_share"]}

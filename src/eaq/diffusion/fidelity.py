@@ -118,6 +118,14 @@ class FidelityReport:
                 f"fit R^2 {relabel['heldout_r2']:.3f} (held out)",
                 "yes" if relabel["applied"] else f"no: {relabel['why']}",
             )
+        chosen = self.extra.get("qtot_selection")
+        if chosen:
+            t.add_row(
+                "kept the best-rated by Q_tot",
+                "",
+                f"{chosen['n_kept']} of {chosen['n_candidates']} valid samples (mean Q_tot "
+                f"{chosen['rating_candidates']:.3f} -> {chosen['rating_kept']:.3f})",
+            )
         if self.extra.get("projected_to_env"):
             t.add_row("observations and legal actions", "recomputed from the states by SMAX", "yes")
         inpainting = self.extra.get("inpainting")

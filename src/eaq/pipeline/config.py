@@ -63,6 +63,10 @@ class Preset:
     """Store, wherever a synthetic unit's generated positions show whether and where it moved,
     the action that motion implies instead of the model's own choice (eaq.diffusion.decode;
     implies the projection)."""
+    synthetic_oversample: float = 1.0
+    """Sample this many times ``synthetic_episodes`` valid episodes and keep the ones the frozen
+    Q_tot guide rates highest (eaq.diffusion.select), for the 'eaq' variant only ('eaq-noq', the
+    ablation without Q_tot, keeps every sample); 1: keep every sample (EAQ as published)."""
     cql_weight: float = 0.3
     """CQL weight of every QMIX+CQL in the run: the learner that judges the variants and the
     Q_tot that guides EAQ. 0.3 is OG-MARL's 3 scaled to SMAX's 10x smaller rewards (it reached
@@ -114,7 +118,10 @@ def resolve_preset(name: str, overrides: dict[str, Any] | None = None) -> Preset
     unknown = set(overrides) - {f.name for f in dataclasses.fields(Preset)}
     if unknown:
         raise ValueError(f"unknown preset fields {sorted(unknown)}")
-    return dataclasses.replace(p, **overrides)
+    p = dataclasses.replace(p, **overrides)
+    if not p.synthetic_oversample >= 1.0:
+        raise ValueError(f"synthetic_oversample={p.synthetic_oversample} must be >= 1 (1: keep every sample)")
+    return p
 
 
 @dataclass(frozen=True)
