@@ -125,6 +125,7 @@ def test_cli_train_with_qtot_then_augment(qmix_dir, random_batch_3m, tmp_path):
     assert report["extra"]["qtot_selection"] == chosen and report["n_valid"] == chosen["n_kept"] == 3
     assert chosen["n_candidates"] == 6 and chosen["rating_kept"] >= chosen["rating_candidates"]
     assert main(["augment", "--model", str(model), "--episodes", "3", "--out", str(tmp_path / "x"), "--oversample", "0.5"]) == 2
+    assert main(["augment", "--model", str(model), "--episodes", "3", "--out", str(tmp_path / "x"), "--match-wins"]) == 2
     assert not (tmp_path / "x").exists()
 
 
@@ -143,6 +144,33 @@ def test_select_by_qtot_keeps_the_best_rated_in_their_order(qmix_dir, random_bat
     assert select_by_qtot(random_batch_3m, qtot, 40)[0].n_episodes == 16  # fewer candidates: all kept
     with pytest.raises(ValueError, match="n_keep"):
         select_by_qtot(random_batch_3m, qtot, 0)
+
+
+def test_select_by_qtot_can_keep_the_real_share_of_wins(qmix_dir, random_batch_3m):
+    import dataclasses
+
+    from eaq.diffusion.fidelity import episode_q_tot
+    from eaq.diffusion.select import select_by_qtot
+
+    qtot = load_qtot(qmix_dir)
+    # make 6 of the 16 episodes wins: each gets the maximum return on its last step
+    b = random_batch_3m
+    rewards, last = b.rewards.copy(), b.lengths() - 1
+    rewards[:6] = 0.0
+    rewards[np.arange(6), last[:6]] = b.spec.max_return
+    b = dataclasses.replace(b, rewards=rewards)
+    won = b.wins()
+    assert won.sum() == 6, "every random 3m episode ends (terminal), so a full return is a win"
+    rating = episode_q_tot(qtot, b)
+    kept, info = select_by_qtot(b, qtot, 8, win_share=0.25)
+    assert kept.wins().sum() == 2 and info["win_share_kept"] == 0.25 and info["win_share_target"] == 0.25
+    best = lambda kind, k: np.flatnonzero(kind)[np.argsort(-rating[kind], kind="stable")[:k]]  # noqa: E731
+    expected = np.sort(np.concatenate([best(won, 2), best(~won, 6)]))  # each kind's best-rated
+    np.testing.assert_array_equal(kept.actions, b.actions[expected])
+    # one kind short: the other fills in (only 6 wins exist; 10 asked at share 1.0)
+    assert select_by_qtot(b, qtot, 10, win_share=1.0)[0].wins().sum() == 6
+    with pytest.raises(ValueError, match="win_share"):
+        select_by_qtot(b, qtot, 8, win_share=1.5)
 
 
 def test_a_copied_qtot_counts_as_the_same_for_resuming(qmix_dir, tmp_path):

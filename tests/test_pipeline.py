@@ -288,6 +288,8 @@ def test_benchmark_flags_become_preset_overrides():
     assert preset.synthetic_oversample == 2.0 and resolve_preset("fast").synthetic_oversample == 1.0
     with pytest.raises(ValueError, match="synthetic_oversample"):
         resolve_preset("fast", {"synthetic_oversample": 0.5})
+    with pytest.raises(ValueError, match="synthetic_match_wins"):
+        resolve_preset("fast", {"synthetic_match_wins": True})
     assert (preset.qtot_steps, preset.offline_steps, preset.cql_weight) == (4000, 2000, 3.0)
     assert not preset.actions_from_motion and resolve_preset("fast").actions_from_motion
     assert preset.inpaint_prefix == 0.0 and resolve_preset("fast").inpaint_prefix == 0.01

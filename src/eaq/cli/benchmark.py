@@ -51,6 +51,9 @@ class Benchmark:
     synthetic_oversample: float | None = None
     """Sample this many times the synthetic episodes and keep those the Q_tot guide rates
     highest, for the eaq variant only (default 1: every sample, as EAQ is published)."""
+    synthetic_match_wins: bool = False
+    """With --synthetic-oversample > 1: keep the real data's share of won episodes among the
+    kept ones (each kind the best-rated by Q_tot)."""
     synthetic_episodes: int | None = None
     """Override the number of synthetic episodes per cell."""
     offline_steps: int | None = None
@@ -100,6 +103,7 @@ class Benchmark:
             "synthetic_weight": self.synthetic_weight,
             "synthetic_episodes": self.synthetic_episodes,
             "synthetic_oversample": self.synthetic_oversample,
+            "synthetic_match_wins": self.synthetic_match_wins or None,
             "offline_steps": self.offline_steps,
             "diffusion_steps": self.diffusion_steps,
             "qtot_steps": self.qtot_steps,

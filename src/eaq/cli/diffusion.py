@@ -113,6 +113,9 @@ class Augment:
     oversample: float = 1.0
     """Sample this many times --episodes valid episodes and keep the ones the model's Q_tot
     guide rates highest (1: keep every sample)."""
+    match_wins: bool = False
+    """With --oversample > 1: keep the real data's share of won episodes among the kept ones
+    (each kind the best-rated by Q_tot)."""
     sample_steps: int | None = None
     """DDIM steps (default: the model's own, saved in its config.json)."""
     sampler_eta: float | None = None
@@ -135,7 +138,7 @@ class Augment:
                                     inpainting=Inpainting(self.inpaint_lengths, self.inpaint_prefix, self.inpaint_guidance),
                                     actions_from_motion=self.actions_from_motion,
                                     sample_steps=self.sample_steps, sampler_eta=self.sampler_eta,
-                                    oversample=self.oversample)
+                                    oversample=self.oversample, match_wins=self.match_wins)
         save_dataset(synthetic, self.out, force=self.force)
         card = dataset_card(synthetic)
         # not Path.with_suffix: an --out such as "synth-v1.2" would lose its ".2"

@@ -210,6 +210,7 @@ def augment(
     sample_steps: int | None = None,
     sampler_eta: float | None = None,
     oversample: float = 1.0,
+    match_wins: bool = False,
 ) -> tuple[EpisodeBatch, FidelityReport]:
     """Samples ``n_episodes`` valid synthetic episodes and their fidelity report.
 
@@ -227,10 +228,14 @@ def augment(
     ``sample_steps``/``sampler_eta``: override the model's sampler (DiffusionConfig), recorded
     in the synthetic dataset's generator; ``oversample``: sample ``ceil(oversample *
     n_episodes)`` valid episodes and keep the ``n_episodes`` that ``qtot`` rates highest
-    (eaq.diffusion.select; needs a Q_tot), recorded in the generator and ``extra["qtot_selection"]``.
+    (eaq.diffusion.select; needs a Q_tot), recorded in the generator and ``extra["qtot_selection"]``;
+    ``match_wins``: and among them keep ``real``'s share of won episodes (each kind the
+    best-rated of its kind; needs ``oversample`` > 1).
     """
     if not (np.isfinite(oversample) and oversample >= 1.0):
         raise ValueError(f"oversample={oversample} must be a number >= 1 (1: keep every sample)")
+    if match_wins and oversample <= 1.0:
+        raise ValueError("match_wins chooses among extra samples: it needs oversample > 1")
     model = with_sampler(load_model(model_dir), sample_steps, sampler_eta)
     if real is None:
         data_path = model.record.get("data")
@@ -260,7 +265,8 @@ def augment(
     )
     selection = None
     if n_candidates > n_episodes:
-        synthetic, selection = select_by_qtot(synthetic, qtot, n_episodes)
+        win_share = float(real.wins().mean()) if match_wins else None
+        synthetic, selection = select_by_qtot(synthetic, qtot, n_episodes, win_share)
         selection["oversample"] = oversample
         synthetic = synthetic.with_meta(generator={**synthetic.meta.generator, "qtot_selection": selection})
         validate_batch(synthetic, where=f"Q_tot-selected synthetic episodes from {model_dir}")

@@ -124,7 +124,9 @@ class FidelityReport:
                 "kept the best-rated by Q_tot",
                 "",
                 f"{chosen['n_kept']} of {chosen['n_candidates']} valid samples (mean Q_tot "
-                f"{chosen['rating_candidates']:.3f} -> {chosen['rating_kept']:.3f})",
+                f"{chosen['rating_candidates']:.3f} -> {chosen['rating_kept']:.3f}; wins "
+                f"{100 * chosen.get('win_share_candidates', float('nan')):.1f} % -> "
+                f"{100 * chosen.get('win_share_kept', float('nan')):.1f} %)",
             )
         if self.extra.get("projected_to_env"):
             t.add_row("observations and legal actions", "recomputed from the states by SMAX", "yes")

@@ -4,7 +4,8 @@ EAQ's Q_tot loss only steers training; the samples still include episodes that t
 trained on the real data rates far below the real ones (on 3m Good the synthetic mean was
 0.68 against the real 0.80, docs/benchmark.md). Oversampling and keeping the best-rated
 episodes applies the same critic once more, at sampling time, without changing the number of
-synthetic episodes a learner sees.
+synthetic episodes a learner sees. Optionally the kept episodes keep the real data's share of
+wins (3m Good's samples won 91 % of the time against the data's 69 %).
 """
 
 from __future__ import annotations
@@ -15,26 +16,51 @@ from eaq.data.batch import EpisodeBatch
 from eaq.diffusion.fidelity import episode_q_tot
 
 
-def select_by_qtot(candidates: EpisodeBatch, qtot, n_keep: int) -> tuple[EpisodeBatch, dict]:
+def _best(score: np.ndarray, among: np.ndarray, k: int) -> np.ndarray:
+    """Indices (into ``score``) of the ``k`` highest scores among the indices ``among``."""
+    return among[np.argsort(-score[among], kind="stable")[:k]]
+
+
+def select_by_qtot(
+    candidates: EpisodeBatch, qtot, n_keep: int, win_share: float | None = None
+) -> tuple[EpisodeBatch, dict]:
     """The ``n_keep`` candidates with the highest mean Q_tot of their own actions (in their
     sampled order) and what the selection did: ``{n_candidates, n_kept, rating_candidates,
-    rating_kept, threshold}`` (mean ratings; ``threshold``: the lowest kept rating).
+    rating_kept, threshold, win_share_candidates, win_share_kept}`` (mean ratings;
+    ``threshold``: the lowest kept rating).
 
+    ``win_share``: keep ``round(win_share * n_keep)`` won episodes and the rest not won, each
+    the best-rated of its kind (where one kind runs short, the other fills in, so ``n_keep``
+    still holds when enough candidates exist); None: rank all together.
     ``qtot``: a QtotFunction of the candidates' map (eaq.offline.qtot); ratings that are not
     finite count as the worst, so a broken critic cannot smuggle an episode in."""
     if n_keep < 1:
         raise ValueError(f"n_keep={n_keep} must be >= 1")
+    if win_share is not None and not 0.0 <= win_share <= 1.0:
+        raise ValueError(f"win_share={win_share} must be in [0, 1]")
     rating = episode_q_tot(qtot, candidates)  # [E]
     if rating.shape != (candidates.n_episodes,):
         raise ValueError(f"Q_tot ratings have shape {rating.shape}, expected ({candidates.n_episodes},)")
     score = np.where(np.isfinite(rating), rating, -np.inf)
-    order = np.argsort(-score, kind="stable")[:n_keep]
-    keep = np.sort(order)
+    everyone = np.arange(candidates.n_episodes)
+    won = candidates.wins()
+    if win_share is None:
+        keep = _best(score, everyone, n_keep)
+    else:
+        n_won = min(int(round(win_share * n_keep)), int(won.sum()))
+        n_lost = min(n_keep - n_won, int((~won).sum()))
+        n_won = min(n_keep - n_lost, int(won.sum()))  # losses ran short: wins fill in
+        keep = np.concatenate([_best(score, everyone[won], n_won), _best(score, everyone[~won], n_lost)])
+    keep = np.sort(keep)
     info = {
         "n_candidates": int(candidates.n_episodes),
         "n_kept": int(keep.size),
         "rating_candidates": float(np.nanmean(rating)),
         "rating_kept": float(np.nanmean(rating[keep])),
         "threshold": float(score[keep].min()),
+        "win_share_candidates": float(won.mean()),
+        "win_share_kept": float(won[keep].mean()),
     }
+    if win_share is not None:
+        info["win_share_target"] = float(win_share)
     return candidates.select(keep), info

@@ -67,6 +67,9 @@ class Preset:
     """Sample this many times ``synthetic_episodes`` valid episodes and keep the ones the frozen
     Q_tot guide rates highest (eaq.diffusion.select), for the 'eaq' variant only ('eaq-noq', the
     ablation without Q_tot, keeps every sample); 1: keep every sample (EAQ as published)."""
+    synthetic_match_wins: bool = False
+    """With ``synthetic_oversample`` > 1: keep the real dataset's share of won episodes among the
+    kept ones (each kind the best-rated by Q_tot), instead of ranking all together."""
     cql_weight: float = 0.3
     """CQL weight of every QMIX+CQL in the run: the learner that judges the variants and the
     Q_tot that guides EAQ. 0.3 is OG-MARL's 3 scaled to SMAX's 10x smaller rewards (it reached
@@ -121,6 +124,8 @@ def resolve_preset(name: str, overrides: dict[str, Any] | None = None) -> Preset
     p = dataclasses.replace(p, **overrides)
     if not p.synthetic_oversample >= 1.0:
         raise ValueError(f"synthetic_oversample={p.synthetic_oversample} must be >= 1 (1: keep every sample)")
+    if p.synthetic_match_wins and p.synthetic_oversample <= 1.0:
+        raise ValueError("synthetic_match_wins chooses among extra samples: set synthetic_oversample > 1")
     return p
 
 

@@ -179,6 +179,7 @@ def _read_run_record(path: Path) -> dict[str, Any]:
         old["preset"].setdefault("cql_weight", LEGACY_CQL_WEIGHT)  # before the field
         old["preset"].setdefault("actions_from_motion", False)  # before the option: off
         old["preset"].setdefault("synthetic_oversample", 1.0)  # before the option: every sample kept
+        old["preset"].setdefault("synthetic_match_wins", False)  # before the option: off
         for k, v in (("inpaint_lengths", False), ("inpaint_prefix", 0.0), ("inpaint_guidance", 30.0)):
             old["preset"].setdefault(k, v)  # before inpainting: none
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
@@ -224,6 +225,7 @@ _PRESET_FLAGS = (
     "q_weight", "q_target", "synthetic_weight", "synthetic_episodes", "offline_steps", "diffusion_steps",
     "qtot_steps", "cql_weight", "observations", "inpaint_prefix", "inpaint_guidance", "relabel_rewards",
     "project_to_env", "inpaint_lengths", "actions_from_motion", "synthetic_oversample",
+    "synthetic_match_wins",
 )
 _ON_OFF_FLAGS = ("actions_from_motion",)
 
@@ -365,13 +367,14 @@ class Benchmark:
         qtot, _ = self.qtot(cell.map, cell.quality)
         # EAQ^-Q is the ablation without Q_tot: only EAQ's samples are chosen by it
         n, k = self.preset.synthetic_episodes, (self.preset.synthetic_oversample if cell.variant == "eaq" else 1.0)
-        best_of = f" (the best-rated by Q_tot of {math.ceil(k * n - 1e-9)})" if k > 1 else ""
+        wins = ", the data's share of wins" if self.preset.synthetic_match_wins else ""
+        best_of = f" (the best-rated by Q_tot of {math.ceil(k * n - 1e-9)}{wins})" if k > 1 else ""
         with self.log.stage(f"{cell.key}: sample {n} synthetic episodes{best_of}"):
             batch, report = augment(
                 model_dir, self.preset.synthetic_episodes, seed=1000 + cell.seed, real=self.original(cell.map, cell.quality), qtot=qtot,
                 relabel=self.preset.relabel_rewards, project=self.preset.project_to_env,
                 inpainting=self.preset.inpainting(), actions_from_motion=self.preset.actions_from_motion,
-                oversample=k,
+                oversample=k, match_wins=self.preset.synthetic_match_wins and k > 1,
             )
             save_dataset(batch, out, force=True)
             report.save_json(out.with_name(out.name + "-fidelity.json"))
