@@ -325,7 +325,10 @@ def train_diffusion(
     done = int(state.step)
     segment_index = 0
     with _progress(progress) as bar:
-        task = bar.add_task("diffusion", total=config.n_updates, completed=done, ld=float("nan"), lq=float("nan"))
+        # a resumed (or already finished) run shows its last recorded losses, not "nan"
+        last = history[-1] if history else {}
+        task = bar.add_task("diffusion", total=config.n_updates, completed=done,
+                            ld=last.get("loss_diffusion", float("nan")), lq=last.get("loss_q", float("nan")))
         while done < config.n_updates:
             n = min(config.updates_per_segment, config.n_updates - done)
             state, metrics = trainer.segment(state, data, mask, norm, qtot_params, n)
