@@ -120,10 +120,15 @@ def test_cli_train_with_qtot_then_augment(qmix_dir, random_batch_3m, tmp_path):
     # --oversample 2: twice the samples, the half the model's Q_tot rates highest kept
     best = tmp_path / "best"
     assert main(["augment", "--model", str(model), "--episodes", "3", "--out", str(best), "--oversample", "2"]) == 0
-    chosen = load_dataset(best).meta.generator["qtot_selection"]
+    chosen = load_dataset(best).meta.generator["selection"]
     report = json.loads((tmp_path / "best_fidelity.json").read_text())
-    assert report["extra"]["qtot_selection"] == chosen and report["n_valid"] == chosen["n_kept"] == 3
-    assert chosen["n_candidates"] == 6 and chosen["rating_kept"] >= chosen["rating_candidates"]
+    assert report["extra"]["selection"] == chosen and report["n_valid"] == chosen["n_kept"] == 3
+    assert chosen["by"] == "qtot" and chosen["n_candidates"] == 6 and chosen["rating_kept"] >= chosen["rating_candidates"]
+    plausible = tmp_path / "plausible"
+    assert main(["augment", "--model", str(model), "--episodes", "3", "--out", str(plausible), "--oversample", "2",
+                 "--select-by", "plausible"]) == 0
+    chosen = load_dataset(plausible).meta.generator["selection"]
+    assert chosen["by"] == "plausible" and chosen["n_kept"] == 3 and 0.0 <= chosen["rating_candidates"] <= chosen["rating_kept"] <= 1.0
     assert main(["augment", "--model", str(model), "--episodes", "3", "--out", str(tmp_path / "x"), "--oversample", "0.5"]) == 2
     assert main(["augment", "--model", str(model), "--episodes", "3", "--out", str(tmp_path / "x"), "--match-wins"]) == 2
     assert not (tmp_path / "x").exists()
@@ -144,6 +149,35 @@ def test_select_by_qtot_keeps_the_best_rated_in_their_order(qmix_dir, random_bat
     assert select_by_qtot(random_batch_3m, qtot, 40)[0].n_episodes == 16  # fewer candidates: all kept
     with pytest.raises(ValueError, match="n_keep"):
         select_by_qtot(random_batch_3m, qtot, 0)
+
+
+def test_select_by_plausibility_keeps_the_episodes_whose_units_move_as_smax_allows(random_batch_3m):
+    import dataclasses
+
+    from eaq.diffusion.select import plausible_share, select_best
+
+    real = random_batch_3m
+    share = plausible_share(real)
+    assert share.shape == (16,) and share.min() > 0.9  # real SMAX moves are possible
+    # in the first 4 episodes, every ally jumps (5, 5) away and back at alternate steps
+    from eaq.env.project import projector
+
+    proj = projector("3m")
+    n_units, n_own = proj._n_units, proj._n_own  # the state's layout: per-unit features first
+    state = real.state.copy()
+    units = state[..., : n_units * n_own].reshape(*state.shape[:-1], n_units, n_own)
+    units[:4, 1::2, : real.spec.n_agents, 1:3] += 5.0  # features 1-2: the unit's position
+    state[..., : n_units * n_own] = units.reshape(*state.shape[:-1], -1)
+    broken = dataclasses.replace(real, state=state)
+    share_broken = plausible_share(broken)
+    assert share_broken[:4].max() < 0.05 and np.allclose(share_broken[4:], share[4:])
+    kept, info = select_best(broken, 12, by="plausible")
+    assert info["by"] == "plausible" and info["n_kept"] == 12 and info["rating_kept"] > info["rating_candidates"]
+    np.testing.assert_array_equal(kept.state, broken.state[4:])  # the teleported ones are out
+    with pytest.raises(ValueError, match="needs a Q_tot"):
+        select_best(real, 4, by="qtot")
+    with pytest.raises(ValueError, match="choose one of"):
+        select_best(real, 4, by="nope")
 
 
 def test_select_by_qtot_can_keep_the_real_share_of_wins(qmix_dir, random_batch_3m):

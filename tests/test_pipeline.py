@@ -83,7 +83,7 @@ def test_stages_only_prepares_the_synthetic_data_and_a_resume_trains_only_learne
     bench = Benchmark(staged)
     paths = bench.run()
     assert list(paths) == ["synthetic 3m-poor-eaq-s0"] and (paths["synthetic 3m-poor-eaq-s0"] / "meta.json").exists()
-    chosen = load_dataset(paths["synthetic 3m-poor-eaq-s0"]).meta.generator["qtot_selection"]
+    chosen = load_dataset(paths["synthetic 3m-poor-eaq-s0"]).meta.generator["selection"]
     assert chosen["n_kept"] == 12 and 12 < chosen["n_candidates"] <= 24 and chosen["oversample"] == 2.0
     assert any("best-rated by Q_tot of 24" in stage for stage in bench.log.times), bench.log.times
     assert not list((staged.run_dir / "cells").glob("*.json"))
@@ -290,6 +290,10 @@ def test_benchmark_flags_become_preset_overrides():
         resolve_preset("fast", {"synthetic_oversample": 0.5})
     with pytest.raises(ValueError, match="synthetic_match_wins"):
         resolve_preset("fast", {"synthetic_match_wins": True})
+    with pytest.raises(ValueError, match="synthetic_select_by"):
+        resolve_preset("fast", {"synthetic_select_by": "nope"})
+    assert tyro.cli(BenchmarkArgs, args=["--synthetic-select-by", "plausible"]).config().overrides == (
+        ("synthetic_select_by", "plausible"), ("actions_from_motion", True))
     assert (preset.qtot_steps, preset.offline_steps, preset.cql_weight) == (4000, 2000, 3.0)
     assert not preset.actions_from_motion and resolve_preset("fast").actions_from_motion
     assert preset.inpaint_prefix == 0.0 and resolve_preset("fast").inpaint_prefix == 0.01

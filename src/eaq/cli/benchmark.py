@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from eaq.diffusion.config import ObservationSource, QTarget
+from eaq.diffusion.config import ObservationSource, QTarget, SelectBy
 
 
 def _split(s: str) -> tuple[str, ...]:
@@ -51,6 +51,9 @@ class Benchmark:
     synthetic_oversample: float | None = None
     """Sample this many times the synthetic episodes and keep those the Q_tot guide rates
     highest, for the eaq variant only (default 1: every sample, as EAQ is published)."""
+    synthetic_select_by: SelectBy | None = None
+    """What --synthetic-oversample keeps the best of: the Q_tot guide's rating (qtot, default)
+    or the share of physically possible unit moves (plausible)."""
     synthetic_match_wins: bool = False
     """With --synthetic-oversample > 1: keep the real data's share of won episodes among the
     kept ones (each kind the best-rated by Q_tot)."""
@@ -104,6 +107,7 @@ class Benchmark:
             "synthetic_episodes": self.synthetic_episodes,
             "synthetic_oversample": self.synthetic_oversample,
             "synthetic_match_wins": self.synthetic_match_wins or None,
+            "synthetic_select_by": self.synthetic_select_by,
             "offline_steps": self.offline_steps,
             "diffusion_steps": self.diffusion_steps,
             "qtot_steps": self.qtot_steps,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from eaq.diffusion.config import ObservationSource, QTarget
+from eaq.diffusion.config import ObservationSource, QTarget, SelectBy
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,9 @@ class Augment:
     oversample: float = 1.0
     """Sample this many times --episodes valid episodes and keep the ones the model's Q_tot
     guide rates highest (1: keep every sample)."""
+    select_by: SelectBy = "qtot"
+    """What --oversample keeps the best of: the model's Q_tot guide's rating (qtot) or the share
+    of physically possible unit moves (plausible; needs no Q_tot)."""
     match_wins: bool = False
     """With --oversample > 1: keep the real data's share of won episodes among the kept ones
     (each kind the best-rated by Q_tot)."""
@@ -138,7 +141,8 @@ class Augment:
                                     inpainting=Inpainting(self.inpaint_lengths, self.inpaint_prefix, self.inpaint_guidance),
                                     actions_from_motion=self.actions_from_motion,
                                     sample_steps=self.sample_steps, sampler_eta=self.sampler_eta,
-                                    oversample=self.oversample, match_wins=self.match_wins)
+                                    oversample=self.oversample, match_wins=self.match_wins,
+                                    select_by=self.select_by)
         save_dataset(synthetic, self.out, force=self.force)
         card = dataset_card(synthetic)
         # not Path.with_suffix: an --out such as "synth-v1.2" would lose its ".2"

@@ -26,7 +26,7 @@ from eaq.diffusion.diffusion import cosine_alpha_bars, ddim_sample
 from eaq.diffusion.fidelity import FidelityReport, fidelity_report
 from eaq.diffusion.inpaint import Inpainting, inpaint_targets
 from eaq.diffusion.relabel import relabel_rewards
-from eaq.diffusion.select import select_by_qtot
+from eaq.diffusion.select import SELECT_BY, SelectBy, select_best
 from eaq.diffusion.train import DiffusionModel, load_model, local_mesh
 from eaq.env.project import projector as env_projector
 
@@ -211,6 +211,7 @@ def augment(
     sampler_eta: float | None = None,
     oversample: float = 1.0,
     match_wins: bool = False,
+    select_by: SelectBy = "qtot",
 ) -> tuple[EpisodeBatch, FidelityReport]:
     """Samples ``n_episodes`` valid synthetic episodes and their fidelity report.
 
@@ -227,13 +228,17 @@ def augment(
     (eaq.diffusion.decode; implies ``project``), recorded in ``extra["actions_from_motion"]``;
     ``sample_steps``/``sampler_eta``: override the model's sampler (DiffusionConfig), recorded
     in the synthetic dataset's generator; ``oversample``: sample ``ceil(oversample *
-    n_episodes)`` valid episodes and keep the ``n_episodes`` that ``qtot`` rates highest
-    (eaq.diffusion.select; needs a Q_tot), recorded in the generator and ``extra["qtot_selection"]``;
-    ``match_wins``: and among them keep ``real``'s share of won episodes (each kind the
-    best-rated of its kind; needs ``oversample`` > 1).
+    n_episodes)`` valid episodes and keep the ``n_episodes`` rated highest by ``select_by``:
+    ``"qtot"`` (``qtot``'s mean over each episode's own actions; needs a Q_tot) or
+    ``"plausible"`` (the share of physically possible unit moves; eaq.diffusion.select),
+    recorded in the generator and ``extra["selection"]``; ``match_wins``: and among them keep
+    ``real``'s share of won episodes (each kind the best-rated of its kind; needs
+    ``oversample`` > 1).
     """
     if not (np.isfinite(oversample) and oversample >= 1.0):
         raise ValueError(f"oversample={oversample} must be a number >= 1 (1: keep every sample)")
+    if select_by not in SELECT_BY:
+        raise ValueError(f"select_by={select_by!r}: choose one of {SELECT_BY}")
     if match_wins and oversample <= 1.0:
         raise ValueError("match_wins chooses among extra samples: it needs oversample > 1")
     model = with_sampler(load_model(model_dir), sample_steps, sampler_eta)
@@ -254,7 +259,7 @@ def augment(
 
             qtot = load_qtot(qtot_path)
     n_candidates = math.ceil(oversample * n_episodes - 1e-9)
-    if n_candidates > n_episodes and qtot is None:
+    if n_candidates > n_episodes and select_by == "qtot" and qtot is None:
         raise ValueError(
             f"{model_dir}: oversample={oversample} keeps the episodes Q_tot rates highest, but no Q_tot is "
             "available (the model records none, or its checkpoint is gone); pass one"
@@ -266,10 +271,10 @@ def augment(
     selection = None
     if n_candidates > n_episodes:
         win_share = float(real.wins().mean()) if match_wins else None
-        synthetic, selection = select_by_qtot(synthetic, qtot, n_episodes, win_share)
+        synthetic, selection = select_best(synthetic, n_episodes, select_by, qtot, win_share)
         selection["oversample"] = oversample
-        synthetic = synthetic.with_meta(generator={**synthetic.meta.generator, "qtot_selection": selection})
-        validate_batch(synthetic, where=f"Q_tot-selected synthetic episodes from {model_dir}")
+        synthetic = synthetic.with_meta(generator={**synthetic.meta.generator, "selection": selection})
+        validate_batch(synthetic, where=f"selected synthetic episodes from {model_dir}")
     relabelled = None
     if relabel:
         synthetic, relabelled = relabel_rewards(synthetic, real)
@@ -287,7 +292,7 @@ def augment(
     if relabelled is not None:
         report.extra["relabel_rewards"] = relabelled
     if selection is not None:
-        report.extra["qtot_selection"] = selection
+        report.extra["selection"] = selection
     report.extra["projected_to_env"] = bool(synthetic.meta.generator["projected_to_env"])
     if actions_from_motion:
         report.extra["actions_from_motion"] = {"relabelled_share": stats["motion_relabelled_share"]}

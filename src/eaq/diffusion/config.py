@@ -12,6 +12,8 @@ Q_TARGETS: tuple[str, ...] = get_args(QTarget)
 ObservationSource = Literal["generated", "from_state", "from_state_motion"]
 """Where synthetic observations come from (see DiffusionConfig.observations)."""
 OBSERVATION_SOURCES: tuple[str, ...] = get_args(ObservationSource)
+SelectBy = Literal["qtot", "plausible"]
+"""What oversampled synthetic episodes are ranked by (eaq.diffusion.select)."""
 
 
 @dataclass(frozen=True)

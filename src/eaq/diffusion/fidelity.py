@@ -118,12 +118,13 @@ class FidelityReport:
                 f"fit R^2 {relabel['heldout_r2']:.3f} (held out)",
                 "yes" if relabel["applied"] else f"no: {relabel['why']}",
             )
-        chosen = self.extra.get("qtot_selection")
+        chosen = self.extra.get("selection") or self.extra.get("qtot_selection")  # (the name until fast-v38)
         if chosen:
+            by = {"qtot": "Q_tot", "plausible": "plausible-move share"}[chosen.get("by", "qtot")]
             t.add_row(
-                "kept the best-rated by Q_tot",
+                f"kept the best-rated by {by}",
                 "",
-                f"{chosen['n_kept']} of {chosen['n_candidates']} valid samples (mean Q_tot "
+                f"{chosen['n_kept']} of {chosen['n_candidates']} valid samples (mean rating "
                 f"{chosen['rating_candidates']:.3f} -> {chosen['rating_kept']:.3f}; wins "
                 f"{100 * chosen.get('win_share_candidates', float('nan')):.1f} % -> "
                 f"{100 * chosen.get('win_share_kept', float('nan')):.1f} %)",

@@ -67,6 +67,10 @@ class Preset:
     """Sample this many times ``synthetic_episodes`` valid episodes and keep the ones the frozen
     Q_tot guide rates highest (eaq.diffusion.select), for the 'eaq' variant only ('eaq-noq', the
     ablation without Q_tot, keeps every sample); 1: keep every sample (EAQ as published)."""
+    synthetic_select_by: str = "qtot"
+    """The rating ``synthetic_oversample`` keeps the best of: "qtot" (the frozen Q_tot guide's
+    mean over each episode's own actions) or "plausible" (the share of physically possible unit
+    moves, SMAX's inverse dynamics; eaq.diffusion.select)."""
     synthetic_match_wins: bool = False
     """With ``synthetic_oversample`` > 1: keep the real dataset's share of won episodes among the
     kept ones (each kind the best-rated by Q_tot), instead of ranking all together."""
@@ -124,6 +128,8 @@ def resolve_preset(name: str, overrides: dict[str, Any] | None = None) -> Preset
     p = dataclasses.replace(p, **overrides)
     if not p.synthetic_oversample >= 1.0:
         raise ValueError(f"synthetic_oversample={p.synthetic_oversample} must be >= 1 (1: keep every sample)")
+    if p.synthetic_select_by not in ("qtot", "plausible"):  # eaq.diffusion.config.SelectBy
+        raise ValueError(f"synthetic_select_by={p.synthetic_select_by!r}: choose 'qtot' or 'plausible'")
     if p.synthetic_match_wins and p.synthetic_oversample <= 1.0:
         raise ValueError("synthetic_match_wins chooses among extra samples: set synthetic_oversample > 1")
     return p

@@ -180,6 +180,7 @@ def _read_run_record(path: Path) -> dict[str, Any]:
         old["preset"].setdefault("actions_from_motion", False)  # before the option: off
         old["preset"].setdefault("synthetic_oversample", 1.0)  # before the option: every sample kept
         old["preset"].setdefault("synthetic_match_wins", False)  # before the option: off
+        old["preset"].setdefault("synthetic_select_by", "qtot")  # before the option: Q_tot
         for k, v in (("inpaint_lengths", False), ("inpaint_prefix", 0.0), ("inpaint_guidance", 30.0)):
             old["preset"].setdefault(k, v)  # before inpainting: none
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
@@ -225,7 +226,7 @@ _PRESET_FLAGS = (
     "q_weight", "q_target", "synthetic_weight", "synthetic_episodes", "offline_steps", "diffusion_steps",
     "qtot_steps", "cql_weight", "observations", "inpaint_prefix", "inpaint_guidance", "relabel_rewards",
     "project_to_env", "inpaint_lengths", "actions_from_motion", "synthetic_oversample",
-    "synthetic_match_wins",
+    "synthetic_match_wins", "synthetic_select_by",
 )
 _ON_OFF_FLAGS = ("actions_from_motion",)
 
@@ -368,13 +369,15 @@ class Benchmark:
         # EAQ^-Q is the ablation without Q_tot: only EAQ's samples are chosen by it
         n, k = self.preset.synthetic_episodes, (self.preset.synthetic_oversample if cell.variant == "eaq" else 1.0)
         wins = ", the data's share of wins" if self.preset.synthetic_match_wins else ""
-        best_of = f" (the best-rated by Q_tot of {math.ceil(k * n - 1e-9)}{wins})" if k > 1 else ""
+        by = {"qtot": "Q_tot", "plausible": "plausible moves"}[self.preset.synthetic_select_by]
+        best_of = f" (the best-rated by {by} of {math.ceil(k * n - 1e-9)}{wins})" if k > 1 else ""
         with self.log.stage(f"{cell.key}: sample {n} synthetic episodes{best_of}"):
             batch, report = augment(
                 model_dir, self.preset.synthetic_episodes, seed=1000 + cell.seed, real=self.original(cell.map, cell.quality), qtot=qtot,
                 relabel=self.preset.relabel_rewards, project=self.preset.project_to_env,
                 inpainting=self.preset.inpainting(), actions_from_motion=self.preset.actions_from_motion,
                 oversample=k, match_wins=self.preset.synthetic_match_wins and k > 1,
+                select_by=self.preset.synthetic_select_by,
             )
             save_dataset(batch, out, force=True)
             report.save_json(out.with_name(out.name + "-fidelity.json"))
