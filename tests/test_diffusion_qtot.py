@@ -155,13 +155,12 @@ def test_select_by_plausibility_keeps_the_episodes_whose_units_move_as_smax_allo
     import dataclasses
 
     from eaq.diffusion.select import plausible_share, select_best
+    from eaq.env.project import projector
 
     real = random_batch_3m
     share = plausible_share(real)
     assert share.shape == (16,) and share.min() > 0.9  # real SMAX moves are possible
     # in the first 4 episodes, every ally jumps (5, 5) away and back at alternate steps
-    from eaq.env.project import projector
-
     proj = projector("3m")
     n_units, n_own = proj._n_units, proj._n_own  # the state's layout: per-unit features first
     state = real.state.copy()
