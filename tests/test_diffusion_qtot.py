@@ -136,19 +136,19 @@ def test_cli_train_with_qtot_then_augment(qmix_dir, random_batch_3m, tmp_path):
 
 def test_select_by_qtot_keeps_the_best_rated_in_their_order(qmix_dir, random_batch_3m):
     from eaq.diffusion.fidelity import episode_q_tot
-    from eaq.diffusion.select import select_by_qtot
+    from eaq.diffusion.select import select_best
 
     qtot = load_qtot(qmix_dir)
     rating = episode_q_tot(qtot, random_batch_3m)
-    kept, info = select_by_qtot(random_batch_3m, qtot, 5)
+    kept, info = select_best(random_batch_3m, qtot=qtot, n_keep=5)
     best = np.sort(np.argsort(-rating, kind="stable")[:5])
     np.testing.assert_array_equal(kept.actions, random_batch_3m.actions[best])  # sampled order kept
     assert info["n_candidates"] == 16 and info["n_kept"] == 5
     assert info["threshold"] == pytest.approx(rating[best].min()) and rating[best].min() >= np.delete(rating, best).max()
     assert info["rating_kept"] > info["rating_candidates"]
-    assert select_by_qtot(random_batch_3m, qtot, 40)[0].n_episodes == 16  # fewer candidates: all kept
+    assert select_best(random_batch_3m, qtot=qtot, n_keep=40)[0].n_episodes == 16  # fewer candidates: all kept
     with pytest.raises(ValueError, match="n_keep"):
-        select_by_qtot(random_batch_3m, qtot, 0)
+        select_best(random_batch_3m, qtot=qtot, n_keep=0)
 
 
 def test_select_by_plausibility_keeps_the_episodes_whose_units_move_as_smax_allows(random_batch_3m):
@@ -183,7 +183,7 @@ def test_select_by_qtot_can_keep_the_real_share_of_wins(qmix_dir, random_batch_3
     import dataclasses
 
     from eaq.diffusion.fidelity import episode_q_tot
-    from eaq.diffusion.select import select_by_qtot
+    from eaq.diffusion.select import select_best
 
     qtot = load_qtot(qmix_dir)
     # make 6 of the 16 episodes wins: each gets the maximum return on its last step
@@ -195,15 +195,15 @@ def test_select_by_qtot_can_keep_the_real_share_of_wins(qmix_dir, random_batch_3
     won = b.wins()
     assert won.sum() == 6, "every random 3m episode ends (terminal), so a full return is a win"
     rating = episode_q_tot(qtot, b)
-    kept, info = select_by_qtot(b, qtot, 8, win_share=0.25)
+    kept, info = select_best(b, qtot=qtot, n_keep=8, win_share=0.25)
     assert kept.wins().sum() == 2 and info["win_share_kept"] == 0.25 and info["win_share_target"] == 0.25
     best = lambda kind, k: np.flatnonzero(kind)[np.argsort(-rating[kind], kind="stable")[:k]]  # noqa: E731
     expected = np.sort(np.concatenate([best(won, 2), best(~won, 6)]))  # each kind's best-rated
     np.testing.assert_array_equal(kept.actions, b.actions[expected])
     # one kind short: the other fills in (only 6 wins exist; 10 asked at share 1.0)
-    assert select_by_qtot(b, qtot, 10, win_share=1.0)[0].wins().sum() == 6
+    assert select_best(b, qtot=qtot, n_keep=10, win_share=1.0)[0].wins().sum() == 6
     with pytest.raises(ValueError, match="win_share"):
-        select_by_qtot(b, qtot, 8, win_share=1.5)
+        select_best(b, qtot=qtot, n_keep=8, win_share=1.5)
 
 
 def test_a_copied_qtot_counts_as_the_same_for_resuming(qmix_dir, tmp_path):

@@ -21,12 +21,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from eaq.data.batch import DatasetMeta, EpisodeBatch
 from eaq.data.validate import validate_batch
 from eaq.diffusion.codec import EpisodeLayout, encode
+from eaq.diffusion.config import SELECT_BY, SelectBy, n_candidates
 from eaq.diffusion.decode import decode, to_batch
 from eaq.diffusion.diffusion import cosine_alpha_bars, ddim_sample
 from eaq.diffusion.fidelity import FidelityReport, fidelity_report
 from eaq.diffusion.inpaint import Inpainting, inpaint_targets
 from eaq.diffusion.relabel import relabel_rewards
-from eaq.diffusion.select import SELECT_BY, SelectBy, select_best
+from eaq.diffusion.select import select_best
 from eaq.diffusion.train import DiffusionModel, load_model, local_mesh
 from eaq.env.project import projector as env_projector
 
@@ -258,18 +259,18 @@ def augment(
             from eaq.offline.qtot import load_qtot
 
             qtot = load_qtot(qtot_path)
-    n_candidates = math.ceil(oversample * n_episodes - 1e-9)
-    if n_candidates > n_episodes and select_by == "qtot" and qtot is None:
+    n_drawn = n_candidates(n_episodes, oversample)
+    if n_drawn > n_episodes and select_by == "qtot" and qtot is None:
         raise ValueError(
             f"{model_dir}: oversample={oversample} keeps the episodes Q_tot rates highest, but no Q_tot is "
             "available (the model records none, or its checkpoint is gone); pass one"
         )
     synthetic, stats = sample_episodes(
-        model, n_candidates, seed, max_draw_factor, project=project, inpainting=inpainting, real=real,
+        model, n_drawn, seed, max_draw_factor, project=project, inpainting=inpainting, real=real,
         actions_from_motion=actions_from_motion,
     )
     selection = None
-    if n_candidates > n_episodes:
+    if n_drawn > n_episodes:
         win_share = float(real.wins().mean()) if match_wins else None
         synthetic, selection = select_best(synthetic, n_episodes, select_by, qtot, win_share)
         selection["oversample"] = oversample

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -14,6 +15,14 @@ ObservationSource = Literal["generated", "from_state", "from_state_motion"]
 OBSERVATION_SOURCES: tuple[str, ...] = get_args(ObservationSource)
 SelectBy = Literal["qtot", "plausible"]
 """What oversampled synthetic episodes are ranked by (eaq.diffusion.select)."""
+SELECT_BY: tuple[str, ...] = get_args(SelectBy)
+SELECT_BY_LABEL = {"qtot": "Q_tot", "plausible": "plausible-move share"}
+"""How reports and progress lines name each rating."""
+
+
+def n_candidates(n_episodes: int, oversample: float) -> int:
+    """Valid samples drawn to keep ``n_episodes`` at ``oversample`` (float noise rounded away)."""
+    return math.ceil(oversample * n_episodes - 1e-9)
 
 
 @dataclass(frozen=True)

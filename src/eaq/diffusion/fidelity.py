@@ -120,9 +120,10 @@ class FidelityReport:
             )
         chosen = self.extra.get("selection") or self.extra.get("qtot_selection")  # (the name until fast-v38)
         if chosen:
-            by = {"qtot": "Q_tot", "plausible": "plausible-move share"}[chosen.get("by", "qtot")]
+            from eaq.diffusion.config import SELECT_BY_LABEL
+
             t.add_row(
-                f"kept the best-rated by {by}",
+                f"kept the best-rated by {SELECT_BY_LABEL[chosen.get('by', 'qtot')]}",
                 "",
                 f"{chosen['n_kept']} of {chosen['n_candidates']} valid samples (mean rating "
                 f"{chosen['rating_candidates']:.3f} -> {chosen['rating_kept']:.3f}; wins "

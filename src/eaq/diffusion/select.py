@@ -17,15 +17,11 @@ the time against the data's 69 %).
 
 from __future__ import annotations
 
-from typing import get_args
-
 import numpy as np
 
 from eaq.data.batch import EpisodeBatch
-from eaq.diffusion.config import SelectBy
+from eaq.diffusion.config import SELECT_BY, SelectBy
 from eaq.diffusion.fidelity import episode_q_tot
-
-SELECT_BY: tuple[str, ...] = get_args(SelectBy)
 
 
 def plausible_share(batch: EpisodeBatch) -> np.ndarray:
@@ -91,10 +87,3 @@ def select_best(
     if win_share is not None:
         info["win_share_target"] = float(win_share)
     return candidates.select(keep), info
-
-
-def select_by_qtot(
-    candidates: EpisodeBatch, qtot, n_keep: int, win_share: float | None = None
-) -> tuple[EpisodeBatch, dict]:
-    """``select_best`` by the mean Q_tot of each candidate's own actions."""
-    return select_best(candidates, n_keep, "qtot", qtot, win_share)

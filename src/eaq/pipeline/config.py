@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from eaq.diffusion.config import SELECT_BY
+
 PresetName = Literal["smoke", "fast", "full"]
 LEGACY_CQL_WEIGHT = 3.0
 """The CQL weight of every run recorded before the preset had the field (before 2026-11-27)."""
@@ -128,8 +130,8 @@ def resolve_preset(name: str, overrides: dict[str, Any] | None = None) -> Preset
     p = dataclasses.replace(p, **overrides)
     if not p.synthetic_oversample >= 1.0:
         raise ValueError(f"synthetic_oversample={p.synthetic_oversample} must be >= 1 (1: keep every sample)")
-    if p.synthetic_select_by not in ("qtot", "plausible"):  # eaq.diffusion.config.SelectBy
-        raise ValueError(f"synthetic_select_by={p.synthetic_select_by!r}: choose 'qtot' or 'plausible'")
+    if p.synthetic_select_by not in SELECT_BY:
+        raise ValueError(f"synthetic_select_by={p.synthetic_select_by!r}: choose one of {SELECT_BY}")
     if p.synthetic_match_wins and p.synthetic_oversample <= 1.0:
         raise ValueError("synthetic_match_wins chooses among extra samples: set synthetic_oversample > 1")
     return p

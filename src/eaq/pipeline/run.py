@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from rich.console import Console
 
 from eaq.data import EpisodeBatch, load_dataset, save_dataset
 from eaq.data.store import atomic_write_text
+from eaq.diffusion.config import SELECT_BY_LABEL, n_candidates
 from eaq.pipeline.config import LEGACY_CQL_WEIGHT, QUALITIES, VARIANTS, Cell, Preset, resolve_preset
 from eaq.pipeline.report import plot_bars, summarize, table_markdown, write_report
 
@@ -369,8 +369,8 @@ class Benchmark:
         # EAQ^-Q is the ablation without Q_tot: only EAQ's samples are chosen by it
         n, k = self.preset.synthetic_episodes, (self.preset.synthetic_oversample if cell.variant == "eaq" else 1.0)
         wins = ", the data's share of wins" if self.preset.synthetic_match_wins else ""
-        by = {"qtot": "Q_tot", "plausible": "plausible moves"}[self.preset.synthetic_select_by]
-        best_of = f" (the best-rated by {by} of {math.ceil(k * n - 1e-9)}{wins})" if k > 1 else ""
+        by = SELECT_BY_LABEL[self.preset.synthetic_select_by]
+        best_of = f" (the best-rated by {by} of {n_candidates(n, k)}{wins})" if k > 1 else ""
         with self.log.stage(f"{cell.key}: sample {n} synthetic episodes{best_of}"):
             batch, report = augment(
                 model_dir, self.preset.synthetic_episodes, seed=1000 + cell.seed, real=self.original(cell.map, cell.quality), qtot=qtot,
