@@ -526,3 +526,51 @@ def test_from_state_model_trains_and_samples_consistent_episodes(random_batch_3m
     np.testing.assert_array_equal(np.asarray(proj.view(synthetic.state)[1])[m], synthetic.legals[m])
     with pytest.raises(ValueError, match="observations"):
         dataclasses.replace(TINY, observations="dreamt").validate()
+
+
+def test_horizon_cuts_episodes_into_truncations_and_decodes_over_the_time_limit(random_batch_3m):
+    """A model with a horizon H sees every episode's first H steps; decoding its output gives
+    episodes over the whole time limit: those shorter than H exactly as they were, the others
+    cut after step H - 1 and ending in a truncation."""
+    from eaq.diffusion.config import resolve_horizon
+
+    batch = random_batch_3m
+    lengths = batch.lengths()
+    H = int(np.median(lengths))
+    assert (lengths > H).any() and (lengths <= H).any()
+    norm = fit_normaliser(batch, obs_from_state=True, motion=True)
+    x = encode(batch, norm, H, obs_from_state=True, motion=True)
+    full = encode(batch, norm, None, obs_from_state=True, motion=True)
+    np.testing.assert_array_equal(x, full[:, :H])
+    back, dropped = to_batch(decode(x, norm, batch.spec, obs_from_state=True, motion=True), batch.meta)
+    assert dropped == {} and back.mask.shape == batch.mask.shape
+    np.testing.assert_array_equal(back.lengths(), np.minimum(lengths, H))
+    short, cut = lengths <= H, lengths > H
+    for name in ("actions", "rewards", "terminals", "truncations", "mask"):
+        np.testing.assert_array_equal(getattr(back, name)[short], getattr(batch, name)[short], err_msg=name)
+    assert back.truncations[cut, H - 1].all() and not back.terminals[cut].any()
+    np.testing.assert_array_equal(back.actions[cut, :H], batch.actions[cut, :H])
+    # the requests: -1 the longest real episode, 0 the time limit; the config rounds and caps
+    assert resolve_horizon(-1, 23) == 23 and resolve_horizon(0, 23) == 0 and resolve_horizon(40, 23) == 40
+    with pytest.raises(ValueError, match="horizon"):
+        resolve_horizon(-2, 23)
+    assert DiffusionConfig(channel_mults=(1, 1, 2), horizon=23).steps(100) == (24, 24)
+    assert DiffusionConfig(channel_mults=(1, 1, 2)).steps(100) == (100, 100)
+    assert DiffusionConfig(channel_mults=(1, 2, 4), horizon=500).steps(100) == (100, 100)
+    assert DiffusionConfig(channel_mults=(1, 2, 4, 8), horizon=99).steps(100) == (104, 100)
+    with pytest.raises(ValueError, match="horizon"):
+        DiffusionConfig(horizon=-1).validate()
+
+
+def test_model_with_a_horizon_trains_and_samples_short_episodes(random_batch_3m, tmp_path):
+    cfg = dataclasses.replace(TINY, observations="from_state_motion", horizon=int(np.median(random_batch_3m.lengths())))
+    L, steps = cfg.steps(random_batch_3m.spec.max_steps)
+    out = tmp_path / "model"
+    train_diffusion(cfg, random_batch_3m, None, out, progress=False)
+    model = load_model(out)
+    assert model.length == L < 100 and json.loads((out / "config.json").read_text())["diffusion"]["horizon"] == cfg.horizon
+    inpainting = Inpainting(lengths=True, prefix=0.5)  # real lengths beyond the horizon are cut
+    synthetic, _ = augment(out, 8, seed=0, real=random_batch_3m, actions_from_motion=True, inpainting=inpainting)
+    validate_batch(synthetic)
+    assert synthetic.mask.shape[1] == 100 and synthetic.lengths().max() <= steps
+    assert not synthetic.mask[:, steps:].any()

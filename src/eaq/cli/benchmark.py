@@ -63,6 +63,9 @@ class Benchmark:
     """Override the offline learner's updates per cell."""
     diffusion_steps: int | None = None
     """Override the diffusion model's training steps."""
+    diffusion_horizon: int | None = None
+    """Steps the diffusion models generate: 0 the time limit (default), -1 the longest episode
+    of each real dataset, n > 0 that many; longer real episodes are cut there for the model."""
     qtot_steps: int | None = None
     """Override the updates of the QMIX whose Q_tot guides the 'eaq' variant."""
     cql_weight: float | None = None
@@ -110,6 +113,7 @@ class Benchmark:
             "synthetic_select_by": self.synthetic_select_by,
             "offline_steps": self.offline_steps,
             "diffusion_steps": self.diffusion_steps,
+            "diffusion_horizon": self.diffusion_horizon,
             "qtot_steps": self.qtot_steps,
             "cql_weight": self.cql_weight,
             "relabel_rewards": self.relabel_rewards or None,  # only set, never unset, a preset's choice

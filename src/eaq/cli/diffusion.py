@@ -39,10 +39,13 @@ class TrainDiffusion:
     """Override the DDIM steps used later by `augment`."""
     seed: int | None = None
     """Override the seed."""
+    horizon: int | None = None
+    """Steps the model generates: 0 the map's time limit (the preset's), -1 the longest episode
+    in --data, n > 0 that many (rounded up to the U-Net's factor); longer episodes are cut."""
 
     def run(self) -> int:
         from eaq.data.store import load_dataset
-        from eaq.diffusion.config import PRESETS
+        from eaq.diffusion.config import PRESETS, resolve_horizon
         from eaq.diffusion.train import train_diffusion
 
         q_weight = self.q_weight if self.q_weight is not None else (0.1 if self.qtot else 0.0)
@@ -60,6 +63,8 @@ class TrainDiffusion:
             PRESETS[self.preset], q_weight=q_weight, **{k: v for k, v in overrides.items() if v is not None}
         )
         batch = load_dataset(self.data)
+        if self.horizon is not None:
+            config = dataclasses.replace(config, horizon=resolve_horizon(self.horizon, int(batch.lengths().max())))
         qtot = None
         if self.qtot is not None:
             from eaq.offline.qtot import load_qtot

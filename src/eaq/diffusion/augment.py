@@ -119,7 +119,7 @@ def sample_episodes(
                 f"was trained on {model.spec.map_name}"
             )
         real_x = encode(real, model.normaliser, model.length, model.config.obs_from_state, model.config.motion_channels)
-        real_lengths = real.lengths()
+        real_lengths = np.minimum(real.lengths(), model.config.steps(model.spec.max_steps)[1])  # cut at the horizon
         layout = EpisodeLayout(model.spec, model.config.obs_from_state, model.config.motion_channels)
         rng = np.random.default_rng(seed)
     sample, chunk = make_sampler(model, mesh, chunk, inpainting.guidance if inpainting.active else 0.0)

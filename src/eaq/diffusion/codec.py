@@ -157,12 +157,13 @@ def raw_tensor(
     batch: EpisodeBatch, length: int | None = None, obs_from_state: bool = False, motion: bool = False
 ) -> np.ndarray:
     """Un-normalised step vectors ``[E, L, C]`` float32 (L = ``length`` or T; extra steps are
-    zero padding) in the layout ``EpisodeLayout(batch.spec, obs_from_state, motion)``."""
+    zero padding; with L < T each episode is cut after step L - 1, DiffusionConfig.horizon) in
+    the layout ``EpisodeLayout(batch.spec, obs_from_state, motion)``."""
     layout = EpisodeLayout(batch.spec, obs_from_state, motion)
     E, T = batch.mask.shape
     L = T if length is None else int(length)
-    if L < T:
-        raise ValueError(f"length {L} is shorter than the episode limit T={T}")
+    if L < 1:
+        raise ValueError(f"length {L} must be >= 1")
     A = batch.spec.n_actions
     m = batch.mask
     onehot = np.eye(A, dtype=np.float32)[batch.actions] * m[..., None, None]
@@ -182,7 +183,7 @@ def raw_tensor(
     assert x.shape[-1] == layout.n_channels
     if L > T:
         x = np.concatenate([x, np.zeros((E, L - T, x.shape[-1]), np.float32)], axis=1)
-    return x
+    return x[:, :L]
 
 
 def fit_normaliser(batch: EpisodeBatch, obs_from_state: bool = False, motion: bool = False) -> Normaliser:

@@ -25,6 +25,20 @@ def n_candidates(n_episodes: int, oversample: float) -> int:
     return math.ceil(oversample * n_episodes - 1e-9)
 
 
+FIT_HORIZON = -1
+"""A horizon request meaning "the longest episode of the training data" (resolve_horizon)."""
+
+
+def resolve_horizon(horizon: int, longest_episode: int) -> int:
+    """A DiffusionConfig.horizon from a request: ``FIT_HORIZON`` (-1) is the longest episode of
+    the training data, 0 the time limit, n > 0 itself."""
+    if horizon == FIT_HORIZON:
+        return int(longest_episode)
+    if horizon < 0:
+        raise ValueError(f"horizon={horizon}: use a step count, 0 (the time limit) or -1 (the longest real episode)")
+    return int(horizon)
+
+
 @dataclass(frozen=True)
 class DiffusionConfig:
     """Everything that shapes an EAQ diffusion run; saved (resolved) as JSON beside checkpoints."""
@@ -81,8 +95,22 @@ class DiffusionConfig:
     """Softmax temperature relaxing the action channels (normalised units) into probabilities."""
     sample_chunk: int = 256
     """Episodes sampled per jitted call (bounds memory)."""
+    horizon: int = 0
+    """Steps the model generates, rounded up to the U-Net's down-sampling factor and at most
+    the map's time limit; 0: the time limit (SMAX: 100). Training episodes are cut there (a cut
+    episode ends in a truncation) and synthetic ones are at most this long. 3m episodes last
+    16-22 steps on average, so at the time limit about 80 % of every generated tensor is padding
+    the loss still fits (docs/diffusion.md, "Horizon")."""
     seed: int = 0
     """Seed of initialisation, minibatches and noise."""
+
+    def steps(self, time_limit: int) -> tuple[int, int]:
+        """(L, the padded length the U-Net sees; the generated steps, min(L, time_limit)) for a
+        map whose episodes last at most ``time_limit`` steps."""
+        from eaq.diffusion.unet import padded_length
+
+        length = padded_length(min(self.horizon or time_limit, time_limit), len(self.channel_mults))
+        return length, min(length, time_limit)
 
     @property
     def obs_from_state(self) -> bool:
@@ -129,6 +157,8 @@ class DiffusionConfig:
             raise ValueError(f"observations={self.observations!r} must be one of {OBSERVATION_SOURCES}")
         if self.q_weight < 0:
             raise ValueError(f"q_weight={self.q_weight} must be >= 0")
+        if self.horizon < 0:
+            raise ValueError(f"horizon={self.horizon} must be >= 0 (0: the map's time limit)")
         for name in ("batch_size", "n_updates", "updates_per_segment", "checkpoint_every", "sample_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")

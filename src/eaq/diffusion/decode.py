@@ -46,8 +46,8 @@ def decode(
 
     - actions: argmax of the action channels over the decoded legal actions (legal bit > 0);
     - the episode is cut after the first step whose terminal channel is > 0 or after which the
-      alive channel is <= 0 (a real ending); without either it runs to the time limit T and
-      ends in a truncation;
+      alive channel is <= 0 (a real ending); without either it runs to the time limit T (or
+      to the end of ``x``, a model with a shorter horizon) and ends in a truncation;
     - mask, rewards, observations, state follow; everything outside the mask is zero padding;
     - rewards are clipped at 0 (SMAX rewards are non-negative);
     - with ``project`` (eaq.env.project), the state is cleaned and the legal actions and the
@@ -71,7 +71,7 @@ def decode(
     layout = EpisodeLayout(spec, obs_from_state, motion)
     if obs_from_state and project is None:
         project = projector(spec.map_name)
-    T = spec.max_steps
+    T = min(x.shape[1], spec.max_steps)  # a model with a shorter horizon generates fewer steps
     x = np.asarray(x, np.float32)[:, :T]
     E = x.shape[0]
     finite = np.isfinite(x).all(axis=(1, 2))
@@ -136,6 +136,10 @@ def decode(
         "mask": mask,
     }
 
+    if T < spec.max_steps:  # episodes are stored over the whole time limit: pad the rest
+        pad = ((0, 0), (0, spec.max_steps - T))
+        arrays = {k: np.pad(v, pad + ((0, 0),) * (v.ndim - 2)) for k, v in arrays.items()}
+        raw_legal, from_motion = (np.pad(a, pad + ((0, 0),)) for a in (raw_legal, from_motion))
     no_legal = (mask[..., None] & ~legals.any(-1)).any(axis=(1, 2))
     empty = stops[:, 0]
     ret = rewards.sum(axis=1)

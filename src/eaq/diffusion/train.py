@@ -33,7 +33,7 @@ from eaq.diffusion.codec import EpisodeLayout, Normaliser, encode, fit_normalise
 from eaq.diffusion.config import DiffusionConfig
 from eaq.diffusion.diffusion import cosine_alpha_bars, diffusion_loss, ema_update
 from eaq.diffusion.qloss import QtotApply, q_loss
-from eaq.diffusion.unet import TemporalUNet, padded_length
+from eaq.diffusion.unet import TemporalUNet
 from eaq.env.smax import EnvSpec
 
 CONFIG_FILE = "config.json"
@@ -110,12 +110,12 @@ def _unet(n_channels: int, base: int, mults: tuple[int, ...], kernel: int) -> Te
 def _make_train(config: DiffusionConfig, layout: EpisodeLayout, qtot_apply, mesh: Mesh) -> Trainer:
     batch_size = resolved_batch_size(config.batch_size, mesh.size)
     by_batch = NamedSharding(mesh, PartitionSpec("data"))
-    T, C = layout.spec.max_steps, layout.n_channels
-    L = padded_length(T, len(config.channel_mults))
+    C = layout.n_channels
+    L, steps = config.steps(layout.spec.max_steps)
     model = _unet(C, config.base_channels, tuple(config.channel_mults), config.kernel_size)
     denoise = model.apply
     alpha_bars = jnp.asarray(cosine_alpha_bars(config.n_diffusion_steps))
-    time_valid = jnp.arange(L) < T
+    time_valid = jnp.arange(L) < steps
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.adam(config.learning_rate))
 
     def init(key: jax.Array) -> TrainState:
@@ -314,7 +314,7 @@ def train_diffusion(
     atomic_write_text(out_dir / CONFIG_FILE, json.dumps(record, indent=2, default=str))
 
     data = replicate(jnp.asarray(encode(batch, normaliser, trainer.length, config.obs_from_state, config.motion_channels)), mesh)
-    mask = replicate(jnp.asarray(batch.mask), mesh)
+    mask = replicate(jnp.asarray(batch.mask[:, : config.steps(spec.max_steps)[1]]), mesh)  # [E, steps]
     norm = replicate(normaliser.to_tree(), mesh)
     qtot_params = replicate(qtot.params, mesh) if qtot is not None else None
     metrics_path = out_dir / METRICS_FILE

@@ -76,6 +76,10 @@ class Preset:
     synthetic_match_wins: bool = False
     """With ``synthetic_oversample`` > 1: keep the real dataset's share of won episodes among the
     kept ones (each kind the best-rated by Q_tot), instead of ranking all together."""
+    diffusion_horizon: int = 0
+    """Steps the diffusion models generate (eaq.diffusion.config DiffusionConfig.horizon): 0 the
+    map's time limit, -1 the longest episode of the real dataset, n > 0 that many; longer real
+    episodes are cut there for the model."""
     cql_weight: float = 0.3
     """CQL weight of every QMIX+CQL in the run: the learner that judges the variants and the
     Q_tot that guides EAQ. 0.3 is OG-MARL's 3 scaled to SMAX's 10x smaller rewards (it reached
@@ -132,6 +136,8 @@ def resolve_preset(name: str, overrides: dict[str, Any] | None = None) -> Preset
         raise ValueError(f"synthetic_oversample={p.synthetic_oversample} must be >= 1 (1: keep every sample)")
     if p.synthetic_select_by not in SELECT_BY:
         raise ValueError(f"synthetic_select_by={p.synthetic_select_by!r}: choose one of {SELECT_BY}")
+    if p.diffusion_horizon < -1:
+        raise ValueError(f"diffusion_horizon={p.diffusion_horizon}: use 0 (the time limit), -1 (the longest real episode) or n > 0")
     if p.synthetic_match_wins and p.synthetic_oversample <= 1.0:
         raise ValueError("synthetic_match_wins chooses among extra samples: set synthetic_oversample > 1")
     return p

@@ -134,7 +134,9 @@ class StageLog:
         self.console.print(f"[green]✓ {label}[/] [dim]({dt:.1f} s)[/]")
 
 
-def _diffusion_config(preset: Preset, q_weight: float, seed: int = 0):
+def _diffusion_config(preset: Preset, q_weight: float, seed: int = 0, horizon: int | None = None):
+    """The diffusion config of a preset; ``horizon``: the resolved DiffusionConfig.horizon
+    (default: the preset's request as it stands, -1 included, as runs record it)."""
     from eaq.diffusion.config import PRESETS as DIFFUSION_PRESETS
 
     base = DIFFUSION_PRESETS.get(preset.diffusion_size)
@@ -147,6 +149,7 @@ def _diffusion_config(preset: Preset, q_weight: float, seed: int = 0):
         q_weight=q_weight,
         q_target=preset.q_target,
         observations=preset.observations,
+        horizon=preset.diffusion_horizon if horizon is None else horizon,
         seed=seed,
     )
 
@@ -181,6 +184,7 @@ def _read_run_record(path: Path) -> dict[str, Any]:
         old["preset"].setdefault("synthetic_oversample", 1.0)  # before the option: every sample kept
         old["preset"].setdefault("synthetic_match_wins", False)  # before the option: off
         old["preset"].setdefault("synthetic_select_by", "qtot")  # before the option: Q_tot
+        old["preset"].setdefault("diffusion_horizon", 0)  # before the option: the time limit
         for k, v in (("inpaint_lengths", False), ("inpaint_prefix", 0.0), ("inpaint_guidance", 30.0)):
             old["preset"].setdefault(k, v)  # before inpainting: none
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
@@ -226,7 +230,7 @@ _PRESET_FLAGS = (
     "q_weight", "q_target", "synthetic_weight", "synthetic_episodes", "offline_steps", "diffusion_steps",
     "qtot_steps", "cql_weight", "observations", "inpaint_prefix", "inpaint_guidance", "relabel_rewards",
     "project_to_env", "inpaint_lengths", "actions_from_motion", "synthetic_oversample",
-    "synthetic_match_wins", "synthetic_select_by",
+    "synthetic_match_wins", "synthetic_select_by", "diffusion_horizon",
 )
 _ON_OFF_FLAGS = ("actions_from_motion",)
 
@@ -352,11 +356,15 @@ class Benchmark:
         from eaq.diffusion.train import train_diffusion
 
         q_weight = self.preset.q_weight if variant == "eaq" else 0.0
-        cfg = _diffusion_config(self.preset, q_weight)
+        from eaq.diffusion.config import resolve_horizon
+
+        original = self.original(m, q)
+        horizon = resolve_horizon(self.preset.diffusion_horizon, int(original.lengths().max()))
+        cfg = _diffusion_config(self.preset, q_weight, horizon=horizon)
         qtot, qtot_dir = self.qtot(m, q) if q_weight > 0 else (None, None)
         out = self.dir / "stages" / f"{m}-{q}" / f"diffusion-{variant}"
         with self.log.stage(f"{m} {q}: diffusion model for {variant} (eta={q_weight}, {cfg.n_updates} updates)"):
-            return train_diffusion(cfg, self.original(m, q), qtot, out, qtot_path=qtot_dir, progress=True)
+            return train_diffusion(cfg, original, qtot, out, qtot_path=qtot_dir, progress=True)
 
     def synthetic(self, cell: Cell) -> EpisodeBatch:
         from eaq.diffusion.augment import augment
