@@ -516,6 +516,9 @@ def test_from_state_model_trains_and_samples_consistent_episodes(random_batch_3m
     assert synthetic.meta.generator["actions_from_motion"]
     assert 0.0 <= report.extra["actions_from_motion"]["relabelled_share"] <= 1.0
     assert report.motion["real"]["action_agreement"] > 0.99
+    real_known = projector("3m").motion(random_batch_3m.state, random_batch_3m.mask).known
+    real_moves = (random_batch_3m.actions < 4)[real_known].mean()  # 0-3: SMAX's movement actions
+    assert 0.0 < real_moves and abs(report.motion["real"]["move_share"] - real_moves) < 0.01
     proj, m = projector("3m"), synthetic.mask
     moves, known, _ = proj.motion(synthetic.state, m)
     assert report.motion["synthetic"]["known_steps"] == known.sum()  # (a tiny model's episodes may have none)

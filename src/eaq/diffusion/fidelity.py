@@ -56,8 +56,9 @@ class FidelityReport:
     q_tot: dict[str, dict[str, float]] | None
     dynamics: dict[str, float] | None
     motion: dict[str, dict[str, float]] | None = None
-    """{real|synthetic: {known_steps, action_agreement, plausible_share}}, the shares over the
-    agent-steps whose motion is known (NaN when there are none)."""
+    """{real|synthetic: {known_steps, action_agreement, plausible_share, move_share}}, the shares
+    over the agent-steps whose motion is known (NaN when there are none); ``move_share``: the
+    unit moved at least half a step (a diffusion model that blurs motion under-moves)."""
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
     """Per-episode normalized returns and lengths, {real|synthetic: {normalized_return, length}}."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -108,6 +109,9 @@ class FidelityReport:
             agree, plaus = pct("action_agreement"), pct("plausible_share")
             t.add_row("action agrees with the unit's motion", agree("real"), agree("synthetic"))
             t.add_row("physically possible unit moves", plaus("real"), plaus("synthetic"))
+            if all("move_share" in self.motion[s] for s in ("real", "synthetic")):  # reports before 2026-11-27 lack it
+                moving = pct("move_share")
+                t.add_row("ally steps where the unit moves (>= half a step)", moving("real"), moving("synthetic"))
         moved = self.extra.get("actions_from_motion")
         if moved:
             t.add_row("actions read off the motion", "", f"yes: {100 * moved['relabelled_share']:.1f} % of agent-steps changed")
@@ -325,8 +329,9 @@ def dynamics_consistency(
 
 def motion_consistency(real: EpisodeBatch, synthetic: EpisodeBatch) -> dict[str, dict[str, float]] | None:
     """For real and synthetic data: the share of known agent-steps (ally alive at t and t + 1)
-    whose stored action agrees with its motion (moved: the same direction; stood: not a move)
-    and the share whose displacement is physically possible; None off SMAX's state layout."""
+    whose stored action agrees with its motion (moved: the same direction; stood: not a move),
+    the share whose displacement is physically possible and the share where the unit moved;
+    None off SMAX's state layout."""
     from eaq.env.project import projector
 
     try:
@@ -342,6 +347,7 @@ def motion_consistency(real: EpisodeBatch, synthetic: EpisodeBatch) -> dict[str,
             "known_steps": n,
             "action_agreement": float(agree[known].mean()) if n else float("nan"),
             "plausible_share": float(plausible[known].mean()) if n else float("nan"),
+            "move_share": float((motion.moves >= 0)[known].mean()) if n else float("nan"),
         }
     return out
 
