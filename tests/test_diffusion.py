@@ -577,3 +577,23 @@ def test_model_with_a_horizon_trains_and_samples_short_episodes(random_batch_3m,
     validate_batch(synthetic)
     assert synthetic.mask.shape[1] == 100 and synthetic.lengths().max() <= steps
     assert not synthetic.mask[:, steps:].any()
+
+
+def test_min_snr_weights_move_the_loss_to_the_less_noisy_levels():
+    from eaq.diffusion.diffusion import min_snr_weights
+
+    ab = cosine_alpha_bars(100)
+    w = min_snr_weights(ab, 5.0)
+    snr = ab / (1 - ab)
+    np.testing.assert_allclose(w.mean(), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(w / w[-1], np.minimum(snr, 5.0) / min(snr[-1], 5.0), rtol=1e-4)
+    assert w[0] == w.max() and w[-1] == w.min() and w[0] / w[-1] > 100
+    # the weights enter the loss per sample by its level; all ones is the uniform loss
+    x0 = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 3))
+    denoise = lambda p, x, t: x * p  # noqa: E731
+    valid, key, ab_j = jnp.ones(8, bool), jax.random.PRNGKey(1), jnp.asarray(ab)
+    uniform = diffusion_loss(denoise, 0.5, x0, valid, key, ab_j)[0]
+    assert float(diffusion_loss(denoise, 0.5, x0, valid, key, ab_j, jnp.ones(100))[0]) == pytest.approx(float(uniform))
+    assert float(diffusion_loss(denoise, 0.5, x0, valid, key, ab_j, jnp.asarray(w))[0]) != pytest.approx(float(uniform))
+    with pytest.raises(ValueError, match="min_snr_gamma"):
+        DiffusionConfig(min_snr_gamma=-1.0).validate()

@@ -39,6 +39,8 @@ class TrainDiffusion:
     """Override the DDIM steps used later by `augment`."""
     seed: int | None = None
     """Override the seed."""
+    min_snr_gamma: float | None = None
+    """Weigh the denoising loss of each noise level by min(SNR, gamma) (Min-SNR); 0: uniform."""
     horizon: int | None = None
     """Steps the model generates: 0 the map's time limit (the preset's), -1 the longest episode
     in --data, n > 0 that many (rounded up to the U-Net's factor); longer episodes are cut."""
@@ -58,6 +60,7 @@ class TrainDiffusion:
             "seed": self.seed,
             "q_target": self.q_target,
             "observations": self.observations,
+            "min_snr_gamma": self.min_snr_gamma,
         }
         config = dataclasses.replace(
             PRESETS[self.preset], q_weight=q_weight, **{k: v for k, v in overrides.items() if v is not None}

@@ -95,6 +95,10 @@ class DiffusionConfig:
     """Softmax temperature relaxing the action channels (normalised units) into probabilities."""
     sample_chunk: int = 256
     """Episodes sampled per jitted call (bounds memory)."""
+    min_snr_gamma: float = 0.0
+    """> 0: weigh the denoising loss of each noise level by min(SNR, gamma) (Min-SNR, Hang et
+    al. 2023; eaq.diffusion.diffusion.min_snr_weights); 0: every level alike (before
+    2026-11-27, and the default)."""
     horizon: int = 0
     """Steps the model generates, rounded up to the U-Net's down-sampling factor and at most
     the map's time limit; 0: the time limit (SMAX: 100). Training episodes are cut there (a cut
@@ -157,6 +161,8 @@ class DiffusionConfig:
             raise ValueError(f"observations={self.observations!r} must be one of {OBSERVATION_SOURCES}")
         if self.q_weight < 0:
             raise ValueError(f"q_weight={self.q_weight} must be >= 0")
+        if not self.min_snr_gamma >= 0:
+            raise ValueError(f"min_snr_gamma={self.min_snr_gamma} must be >= 0 (0: uniform loss weights)")
         if self.horizon < 0:
             raise ValueError(f"horizon={self.horizon} must be >= 0 (0: the map's time limit)")
         for name in ("batch_size", "n_updates", "updates_per_segment", "checkpoint_every", "sample_chunk"):

@@ -31,6 +31,18 @@ def noisy(x0: jax.Array, t: jax.Array, noise: jax.Array, alpha_bars: jax.Array) 
     return jnp.sqrt(ab) * x0 + jnp.sqrt(1.0 - ab) * noise
 
 
+def min_snr_weights(alpha_bars: np.ndarray, gamma: float) -> np.ndarray:
+    """Per-noise-level weights ``min(SNR_k, gamma)`` of the x0-prediction loss (Hang et al.,
+    2023, "Min-SNR"), scaled to mean 1 over the levels; ``SNR_k = ab_k / (1 - ab_k)``.
+
+    With uniform weights the noisiest levels, whose x0 error is mostly irreducible (the
+    posterior mean of a bimodal quantity is between its modes), dominate the gradient; these
+    weights shift it to the levels that decide the details."""
+    ab = np.asarray(alpha_bars, np.float64)
+    w = np.minimum(ab / np.maximum(1.0 - ab, 1e-12), gamma)
+    return (w / w.mean()).astype(np.float32)
+
+
 def diffusion_loss(
     denoise: Denoiser,
     params,
@@ -38,9 +50,11 @@ def diffusion_loss(
     time_valid: jax.Array,
     key: jax.Array,
     alpha_bars: jax.Array,
+    level_weights: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Mean squared error of the predicted clean episode over all channels and the first T
-    (un-padded) steps. ``x0: [B, L, C]``, ``time_valid: [L]`` bool.
+    (un-padded) steps. ``x0: [B, L, C]``, ``time_valid: [L]`` bool; ``level_weights: [K]``
+    weigh each sample's error by its noise level (None: uniform; ``min_snr_weights``).
 
     Returns (loss, x0_hat [B, L, C]).
     """
@@ -50,6 +64,8 @@ def diffusion_loss(
     x0_hat = denoise(params, x_t, t)
     w = time_valid.astype(x0.dtype)[None, :, None]
     err = jnp.square(x0_hat - x0) * w
+    if level_weights is not None:
+        err = err * level_weights[t][:, None, None]
     loss = err.sum() / (w.sum() * x0.shape[0] * x0.shape[2])
     return loss, x0_hat
 

@@ -31,7 +31,7 @@ from eaq.data.batch import EpisodeBatch
 from eaq.data.store import atomic_write_text
 from eaq.diffusion.codec import EpisodeLayout, Normaliser, encode, fit_normaliser
 from eaq.diffusion.config import DiffusionConfig
-from eaq.diffusion.diffusion import cosine_alpha_bars, diffusion_loss, ema_update
+from eaq.diffusion.diffusion import cosine_alpha_bars, diffusion_loss, ema_update, min_snr_weights
 from eaq.diffusion.qloss import QtotApply, q_loss
 from eaq.diffusion.unet import TemporalUNet
 from eaq.env.smax import EnvSpec
@@ -115,6 +115,9 @@ def _make_train(config: DiffusionConfig, layout: EpisodeLayout, qtot_apply, mesh
     model = _unet(C, config.base_channels, tuple(config.channel_mults), config.kernel_size)
     denoise = model.apply
     alpha_bars = jnp.asarray(cosine_alpha_bars(config.n_diffusion_steps))
+    level_weights = None
+    if config.min_snr_gamma > 0:
+        level_weights = jnp.asarray(min_snr_weights(cosine_alpha_bars(config.n_diffusion_steps), config.min_snr_gamma))
     time_valid = jnp.arange(L) < steps
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.adam(config.learning_rate))
 
@@ -125,7 +128,7 @@ def _make_train(config: DiffusionConfig, layout: EpisodeLayout, qtot_apply, mesh
         return TrainState(params, ema, tx.init(params), jnp.zeros((), jnp.int32), key)
 
     def loss_fn(params, x0, mask, key, norm, qtot_params):
-        l_diff, x0_hat = diffusion_loss(denoise, params, x0, time_valid, key, alpha_bars)
+        l_diff, x0_hat = diffusion_loss(denoise, params, x0, time_valid, key, alpha_bars, level_weights)
         if qtot_apply is None:
             l_q = mean_q = jnp.zeros(())
         else:

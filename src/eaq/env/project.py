@@ -199,16 +199,22 @@ class StateProjector:
         Medium data ``moves`` reproduces the stored move-or-not choice and direction in 99.95 %
         of known agent-steps (docs/diffusion.md).
         """
-        smax, u, f, n = self._smax, self._n_units, self._n_own, self._n_allies
+        n = self._n_allies
         disp, both = self._displacements(state, mask)
         disp, known = disp[..., :n, :], both[..., :n]
-        types = np.clip(np.rint(np.asarray(state)[..., u * f + u : u * f + u + n]).astype(np.int64), 0, f - 5)
-        step = np.asarray(smax.unit_type_velocities)[types] * smax.time_per_step * smax.world_steps_per_env_step
+        step = self.ally_step_length(state)
         length = np.linalg.norm(disp, axis=-1)
         moved = known & (length > 0.5 * step)
         moves = np.where(moved, (disp @ self._move_directions.T).argmax(-1), -1)
         plausible = known & ((length < 0.25 * step) | (np.abs(length - step) < 0.25 * step))
         return Motion(moves=moves.astype(np.int32), known=known, plausible=plausible)
+
+    def ally_step_length(self, state) -> np.ndarray:
+        """``state: [..., S]`` -> [..., N]: how far each ally moves in one env step (its unit
+        type's speed times the step time), the length of every SMAX move."""
+        smax, u, f, n = self._smax, self._n_units, self._n_own, self._n_allies
+        types = np.clip(np.rint(np.asarray(state)[..., u * f + u : u * f + u + n]).astype(np.int64), 0, f - 5)
+        return np.asarray(smax.unit_type_velocities)[types] * smax.time_per_step * smax.world_steps_per_env_step
 
     def unit_motion(self, state, mask) -> np.ndarray:
         """``state: [E, T, S]``, ``mask: [E, T]`` -> [E, T, U, 2]: each unit's displacement from
