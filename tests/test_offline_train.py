@@ -160,3 +160,31 @@ def test_train_offline_and_evaluate_commands(random_batch_3m, tmp_path, capsys):
     assert "--weights has 1 values for 2 --data paths" in " ".join(capsys.readouterr().err.split())
     assert main(["evaluate", str(tmp_path / "a"), "--episodes", "4"]) == 2
     assert "not an offline-training checkpoint" in " ".join(capsys.readouterr().err.split())
+
+
+def test_cql_on_synthetic_false_keeps_synthetic_actions_out_of_the_cql_term(random_batch_3m):
+    from eaq.offline import qmix_cql
+
+    real = random_batch_3m.select(np.arange(8))
+    synthetic = random_batch_3m.select(np.arange(8, 16)).with_meta(source="synthetic")
+    data = to_episode_data([real, synthetic])
+    assert np.asarray(data.synthetic).tolist() == [False] * 8 + [True] * 8
+    rng = np.random.default_rng(0)
+    other = np.asarray(data.actions).copy()
+    other[8:] = rng.integers(0, random_batch_3m.spec.n_actions, other[8:].shape)  # other synthetic actions
+    changed = dataclasses.replace(data, actions=other)
+    spec = random_batch_3m.spec
+    key = jax.random.PRNGKey(0)
+
+    def cql(batch, on_synthetic):
+        cfg = OfflineConfig(cql_on_synthetic=on_synthetic)
+        params, target = qmix_cql.init(jax.random.PRNGKey(1), spec, cfg)
+        return float(qmix_cql.loss(params, target, jax.tree.map(jnp.asarray, batch), key, spec, cfg)[1]["cql_loss"])
+
+    assert cql(data, True) != pytest.approx(cql(changed, True))  # every episode's actions count
+    assert cql(data, False) == pytest.approx(cql(changed, False))  # the synthetic ones' do not
+    real_only = jax.tree.map(lambda x: x[:8], data)
+    assert cql(data, False) != pytest.approx(cql(data, True))
+    assert np.isfinite(cql(real_only, False))
+    with pytest.raises(ValueError, match="QMIX"):
+        OfflineConfig(learner="bc", cql_on_synthetic=False)

@@ -63,6 +63,9 @@ class Benchmark:
     """Override the offline learner's updates per cell."""
     diffusion_steps: int | None = None
     """Override the diffusion model's training steps."""
+    synthetic_cql: bool = True
+    """QMIX+CQL cells: apply the conservative term to the synthetic episodes too (plain mixing,
+    as EAQ is published); --no-synthetic-cql applies it to the real episodes only."""
     diffusion_horizon: int | None = None
     """Steps the diffusion models generate: 0 the time limit (default), -1 the longest episode
     of each real dataset, n > 0 that many; longer real episodes are cut there for the model."""
@@ -123,6 +126,7 @@ class Benchmark:
             "inpaint_prefix": self.inpaint_prefix,
             "inpaint_guidance": self.inpaint_guidance,
             "actions_from_motion": self.actions_from_motion,
+            "synthetic_cql": self.synthetic_cql,
         }
         return BenchmarkConfig(
             maps=_split(self.maps),

@@ -47,6 +47,9 @@ class TrainOffline:
     """QMIX+CQL conservative weight: OG-MARL's 3 scaled to SMAX's 10x smaller rewards (3 was the default before 2026-11-27; docs/offline.md)."""
     cql_ood_actions: int = 10
     """QMIX+CQL: random legal joint actions per step in the CQL logsumexp (OG-MARL: 20)."""
+    cql_on_synthetic: bool = True
+    """QMIX+CQL: apply the CQL term to synthetic --data too; --no-cql-on-synthetic applies it to
+    real episodes only (synthetic ones then add TD targets only)."""
     eval_every: int = 1000
     """Evaluate and checkpoint every this many updates."""
     eval_episodes: int = 64
@@ -71,6 +74,7 @@ class TrainOffline:
             batch_size=self.batch_size,
             lr=self.lr,
             cql_weight=self.cql_weight,
+            cql_on_synthetic=self.cql_on_synthetic,
             cql_ood_actions=self.cql_ood_actions,
             eval_every=self.eval_every,
             eval_episodes=self.eval_episodes,

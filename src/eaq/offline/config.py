@@ -38,6 +38,10 @@ class OfflineConfig:
     """QMIX+CQL: weight of the conservative term. OG-MARL uses 3 on SMAC, whose rewards are 10x
     SMAX's; 0.3 keeps that balance here and reached the 3m Medium data (52.1 vs 45.9 with 3 at
     4000 updates, docs/offline.md). The default was 3 before 2026-11-27."""
+    cql_on_synthetic: bool = True
+    """QMIX+CQL: apply the conservative term to synthetic episodes too (as plain data mixing
+    does). False: only real episodes' actions are pushed up, so synthetic episodes add TD
+    targets without pulling the policy toward the generator's actions (docs/offline.md)."""
     cql_ood_actions: int = 10
     """QMIX+CQL: random legal joint actions sampled per step for the CQL logsumexp."""
     icq_policy_beta: float = 1.0
@@ -62,6 +66,8 @@ class OfflineConfig:
     def __post_init__(self):
         if self.learner not in LEARNERS:
             raise ValueError(f"unknown learner {self.learner!r}; choose one of {', '.join(LEARNERS)}")
+        if not self.cql_on_synthetic and self.learner != "qmix-cql":
+            raise ValueError(f"cql_on_synthetic=False is a QMIX+CQL option; learner {self.learner!r} has no CQL term")
         for name in ("steps", "batch_size", "segment", "eval_every", "target_update_every", "cql_ood_actions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -8,6 +8,7 @@ it is never a terminal):
     TD    = mean (Q_tot(s_t, a_t) - y_t)^2
     CQL   = mean [ logsumexp_{a in {a_t, K random legal joint actions}} Q_tot(s_t, a) - Q_tot(s_t, a_t) ]
     loss  = TD + cql_weight * CQL
+With ``cql_on_synthetic=False`` the CQL mean runs over real episodes' steps only.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def loss(params: dict, target_params: dict, batch: EpisodeData, key: jax.Array, 
     all_q_tot = jnp.concatenate([ood_q_tot, q_tot[None]], axis=0)
     mask = batch.mask.astype(jnp.float32)
     cql = jax.nn.logsumexp(all_q_tot, axis=0) - q_tot
-    cql_loss = jnp.sum(mask * cql) / jnp.maximum(mask.sum(), 1.0)
+    anchor = mask if cfg.cql_on_synthetic else mask * ~batch.synthetic[:, None]  # steps whose actions CQL supports
+    cql_loss = jnp.sum(anchor * cql) / jnp.maximum(anchor.sum(), 1.0)
 
     total = td_loss + cfg.cql_weight * cql_loss
     mean_q = jnp.sum(mask * q_tot) / jnp.maximum(mask.sum(), 1.0)

@@ -24,7 +24,8 @@ class EpisodeData:
     """Padded episodes as jax arrays (E episodes, or B in a sampled batch).
 
     observations: [E, T, N, O] f32; state: [E, T, S] f32; actions: [E, T, N] i32;
-    legals: [E, T, N, A] bool; rewards: [E, T] f32; terminals, truncations, mask: [E, T] bool.
+    legals: [E, T, N, A] bool; rewards: [E, T] f32; terminals, truncations, mask: [E, T] bool;
+    synthetic: [E] bool, the episode comes from a dataset whose source is "synthetic".
     """
 
     observations: jax.Array
@@ -35,6 +36,7 @@ class EpisodeData:
     terminals: jax.Array
     truncations: jax.Array
     mask: jax.Array
+    synthetic: jax.Array
 
 
 def describe(batch: EpisodeBatch, name: str | None = None) -> dict:
@@ -100,7 +102,8 @@ def to_episode_data(datasets: Sequence[EpisodeBatch], trim: bool = True) -> Epis
     if trim:
         t_max = max(1, int(arrays["mask"].sum(axis=1).max()))
         arrays = {k: v[:, :t_max] for k, v in arrays.items()}
-    return EpisodeData(**arrays)
+    synthetic = np.concatenate([np.full(b.n_episodes, b.meta.source == "synthetic") for b in datasets])
+    return EpisodeData(**arrays, synthetic=synthetic)
 
 
 def sample_episodes(data: EpisodeData, probs: jax.Array, key: jax.Array, batch_size: int) -> EpisodeData:

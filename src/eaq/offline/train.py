@@ -332,8 +332,8 @@ def make_policy_evaluator(spec: EnvSpec, config: OfflineConfig) -> Callable[[Any
 # Config fields a learner does not read: a change in them must not block resuming its run.
 _UNUSED_FIELDS = {
     "qmix-cql": {"icq_policy_beta", "icq_critic_beta"},
-    "maicq": {"cql_weight", "cql_ood_actions"},
-    "bc": {"icq_policy_beta", "icq_critic_beta", "cql_weight", "cql_ood_actions", "gamma",
+    "maicq": {"cql_weight", "cql_ood_actions", "cql_on_synthetic"},
+    "bc": {"icq_policy_beta", "icq_critic_beta", "cql_weight", "cql_ood_actions", "cql_on_synthetic", "gamma",
            "mixer_embed_dim", "hypernet_dim", "target_update_every"},
 }
 
@@ -343,6 +343,7 @@ def _comparable(record_config: dict) -> dict:
     # must match.
     ignore = {"steps", "eval_every", "eval_episodes", "final_eval_episodes", "segment", "data_parallel"}
     ignore |= _UNUSED_FIELDS.get(record_config.get("learner"), set())
+    record_config = {"cql_on_synthetic": True, **record_config}  # runs saved before the field had CQL on all data
     return {k: v for k, v in record_config.items() if k not in ignore}
 
 

@@ -76,6 +76,10 @@ class Preset:
     synthetic_match_wins: bool = False
     """With ``synthetic_oversample`` > 1: keep the real dataset's share of won episodes among the
     kept ones (each kind the best-rated by Q_tot), instead of ranking all together."""
+    synthetic_cql: bool = True
+    """QMIX+CQL cells: apply the conservative term to the synthetic episodes too (plain data
+    mixing, as EAQ is published); False: only to the real ones, so synthetic episodes add TD
+    targets without pulling the learner toward the generator's actions."""
     diffusion_horizon: int = 0
     """Steps the diffusion models generate (eaq.diffusion.config DiffusionConfig.horizon): 0 the
     map's time limit, -1 the longest episode of the real dataset, n > 0 that many; longer real

@@ -185,6 +185,7 @@ def _read_run_record(path: Path) -> dict[str, Any]:
         old["preset"].setdefault("synthetic_match_wins", False)  # before the option: off
         old["preset"].setdefault("synthetic_select_by", "qtot")  # before the option: Q_tot
         old["preset"].setdefault("diffusion_horizon", 0)  # before the option: the time limit
+        old["preset"].setdefault("synthetic_cql", True)  # before the option: CQL on every episode
         for k, v in (("inpaint_lengths", False), ("inpaint_prefix", 0.0), ("inpaint_guidance", 30.0)):
             old["preset"].setdefault(k, v)  # before inpainting: none
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
@@ -193,6 +194,8 @@ def _read_run_record(path: Path) -> dict[str, Any]:
 
         # fields added to the model config since: their legacy values, by the config's own rule
         old["diffusion"] = _without_seed(DiffusionConfig.from_dict(old["diffusion"]).to_dict())
+    if "offline" in old:
+        old["offline"].setdefault("cql_on_synthetic", True)  # before the field: CQL on every episode
     if "offline" not in old and old.get("preset") and old.get("benchmark"):
         # recorded before the learner config was: today's defaults but for the CQL weight
         old["offline"] = _offline_record(Preset(**old["preset"]), old["benchmark"].get("learner", "qmix-cql"))
@@ -207,7 +210,7 @@ _PER_CELL_OFFLINE = ("steps", "seed", "segment", "eval_every", "eval_episodes", 
 def _offline_record(preset: Preset, learner: str) -> dict[str, Any]:
     """The learner hyper-parameters a run uses (recorded with it, so that a changed default or
     CQL weight does not silently mix with finished cells when the run is resumed or extended)."""
-    record = _offline_config(learner, 1, 0, 0, preset.cql_weight).to_dict()
+    record = _offline_config(learner, 1, 0, 0, preset.cql_weight, preset.synthetic_cql).to_dict()
     for k in _PER_CELL_OFFLINE:
         record.pop(k)
     return record
@@ -230,9 +233,9 @@ _PRESET_FLAGS = (
     "q_weight", "q_target", "synthetic_weight", "synthetic_episodes", "offline_steps", "diffusion_steps",
     "qtot_steps", "cql_weight", "observations", "inpaint_prefix", "inpaint_guidance", "relabel_rewards",
     "project_to_env", "inpaint_lengths", "actions_from_motion", "synthetic_oversample",
-    "synthetic_match_wins", "synthetic_select_by", "diffusion_horizon",
+    "synthetic_match_wins", "synthetic_select_by", "diffusion_horizon", "synthetic_cql",
 )
-_ON_OFF_FLAGS = ("actions_from_motion",)
+_ON_OFF_FLAGS = ("actions_from_motion", "synthetic_cql")
 
 
 def _resume_flags(old_preset: dict[str, Any], new_preset: dict[str, Any]) -> list[str]:
@@ -254,7 +257,9 @@ def _resume_flags(old_preset: dict[str, Any], new_preset: dict[str, Any]) -> lis
     return flags
 
 
-def _offline_config(learner: str, steps: int, seed: int, eval_episodes: int, cql_weight: float):
+def _offline_config(
+    learner: str, steps: int, seed: int, eval_episodes: int, cql_weight: float, synthetic_cql: bool = True
+):
     from eaq.offline import OfflineConfig
 
     # One evaluation, after the last update: periodic evaluations (each a compiled rollout)
@@ -264,6 +269,7 @@ def _offline_config(learner: str, steps: int, seed: int, eval_episodes: int, cql
         steps=steps,
         seed=seed,
         cql_weight=cql_weight,
+        cql_on_synthetic=synthetic_cql or learner != "qmix-cql",  # only QMIX+CQL has the term
         segment=min(250, steps),
         eval_every=steps,
         eval_episodes=0,
@@ -414,7 +420,7 @@ class Benchmark:
             w = self.preset.synthetic_weight
             weights = [1.0 - w, w]
         cfg = _offline_config(self.config.learner, self.preset.offline_steps, cell.seed, self.preset.eval_episodes,
-                              self.preset.cql_weight)
+                              self.preset.cql_weight, self.preset.synthetic_cql)
         with self.log.stage(f"{cell.key}: {cfg.learner} ({cfg.steps} updates) + evaluation ({cfg.final_eval_episodes} episodes)"):
             res = train_offline(cfg, datasets, weights, out_dir=self.dir / "cells" / cell.key, names=names, progress=True)
         final = res.final
