@@ -294,6 +294,11 @@ def test_benchmark_flags_become_preset_overrides():
         resolve_preset("fast", {"synthetic_select_by": "nope"})
     assert tyro.cli(BenchmarkArgs, args=["--synthetic-select-by", "plausible"]).config().overrides == (
         ("synthetic_select_by", "plausible"), ("actions_from_motion", True))
+    off = tyro.cli(BenchmarkArgs, args=["--no-synthetic-cql", "--diffusion-horizon", "-1"]).config().overrides
+    assert dict(off)["synthetic_cql"] is False and dict(off)["diffusion_horizon"] == -1
+    assert not resolve_preset("fast", dict(off)).synthetic_cql and resolve_preset("fast").synthetic_cql
+    with pytest.raises(ValueError, match="diffusion_horizon"):
+        resolve_preset("fast", {"diffusion_horizon": -2})
     assert (preset.qtot_steps, preset.offline_steps, preset.cql_weight) == (4000, 2000, 3.0)
     assert not preset.actions_from_motion and resolve_preset("fast").actions_from_motion
     assert preset.inpaint_prefix == 0.0 and resolve_preset("fast").inpaint_prefix == 0.01

@@ -126,7 +126,7 @@ class Benchmark:
             "inpaint_prefix": self.inpaint_prefix,
             "inpaint_guidance": self.inpaint_guidance,
             "actions_from_motion": self.actions_from_motion,
-            "synthetic_cql": self.synthetic_cql,
+            "synthetic_cql": None if self.synthetic_cql else False,  # recorded only when turned off
         }
         return BenchmarkConfig(
             maps=_split(self.maps),
