@@ -146,7 +146,7 @@ def jax_updates_per_s(batch, config, qtot, n_segments: int) -> dict:
     norm = fit_normaliser(batch)
     trainer = make_train(config, EpisodeLayout(batch.spec), None if qtot is None else qtot.apply, mesh)
     data = replicate(jnp.asarray(encode(batch, norm, trainer.length)), mesh)
-    mask = replicate(jnp.asarray(batch.mask), mesh)
+    mask = replicate(jnp.asarray(batch.mask[:, : config.steps(batch.spec.max_steps)[1]]), mesh)
     norm_tree = replicate(norm.to_tree(), mesh)
     qp = None if qtot is None else replicate(qtot.params, mesh)
     state = replicate(trainer.init(jax.random.PRNGKey(0)), mesh)

@@ -49,7 +49,7 @@ def summary(batch) -> dict:
 
 
 def guidance_sweep(model, real, weights, long_from: int, seed: int) -> list[dict]:
-    lengths = real.lengths()
+    lengths = np.minimum(real.lengths(), model.config.steps(model.spec.max_steps)[1])  # cut at the horizon
     long = np.flatnonzero(lengths >= long_from)
     if long.size == 0:
         raise SystemExit(f"no real episode has >= {long_from} steps; lower --long-from")
@@ -80,7 +80,7 @@ def guidance_sweep(model, real, weights, long_from: int, seed: int) -> list[dict
 
 
 def join_check(model, real, prefix: float, seed: int) -> list[dict]:
-    lengths = real.lengths()
+    lengths = np.minimum(real.lengths(), model.config.steps(model.spec.max_steps)[1])  # cut at the horizon
     layout = EpisodeLayout(model.spec, model.config.obs_from_state)
     real_x = encode(real, model.normaliser, model.length, model.config.obs_from_state)
     real_change = np.abs(np.diff(real.state, axis=1)).sum(-1)[real.mask[:, 1:]]

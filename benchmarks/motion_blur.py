@@ -5,7 +5,7 @@ collisions push a standing unit by a little. For the real dataset (first argumen
 synthetic one it prints, over ally steps whose motion is known (alive at t and t + 1):
 
 - the histogram of displacement lengths in steps (real 3m data: ~0 or ~1, little between);
-- the share of steps where the unit moves (>= half a step, eaq.env.project's inverse dynamics);
+- the share of steps where the unit moves (more than half a step, eaq.env.project's inverse dynamics);
 - with ``--bc RUN``: a behaviour-cloning run trained on the real data (``eaq train-offline
   --learner bc``) scores every dataset's actions: the share of agent-steps (with a choice) where
   its greedy action is the stored one, and the mean log-likelihood of the stored actions.
@@ -35,10 +35,12 @@ def motion_stats(batch) -> dict:
     disp = proj.unit_motion(batch.state, batch.mask)[..., :n, :]  # [E, T, N, 2]
     length = np.linalg.norm(disp, axis=-1) / proj.ally_step_length(batch.state)
     known = motion.known
+    if not known.any():
+        return {"known_steps": 0, "length_histogram": [], "move_share": float("nan"), "plausible_share": float("nan")}
     hist, _ = np.histogram(length[known], bins=BINS)
     return {
         "known_steps": int(known.sum()),
-        "length_histogram": (hist / max(hist.sum(), 1)).round(4).tolist(),
+        "length_histogram": (hist / hist.sum()).round(4).tolist(),
         "move_share": float((motion.moves >= 0)[known].mean()),
         "plausible_share": float(motion.plausible[known].mean()),
     }
@@ -47,13 +49,14 @@ def motion_stats(batch) -> dict:
 def bc_stats(batch, run_dir: Path) -> dict:
     import jax
 
-    from eaq.offline.networks import AgentNet, masked_log_softmax, unroll_agents
+    from eaq.offline import bc
+    from eaq.offline.networks import masked_log_softmax, unroll_agents
     from eaq.offline.train import load_checkpoint
 
     ckpt = load_checkpoint(run_dir)
     if ckpt.config.learner != "bc":
         raise SystemExit(f"{run_dir}: --bc needs a behaviour-cloning run (learner bc), got {ckpt.config.learner!r}")
-    net = AgentNet(n_actions=ckpt.spec.n_actions, hidden_dim=ckpt.config.hidden_dim)
+    net = bc.networks(ckpt.spec, ckpt.config)
     logp = np.asarray(jax.jit(lambda p, o, l: masked_log_softmax(unroll_agents(net, p, o), l))(
         ckpt.params["policy"], batch.observations, batch.legals))  # [E, T, N, A]
     choice = batch.mask[..., None] & (batch.legals.sum(-1) > 1)  # agent-steps with more than one legal action

@@ -563,6 +563,8 @@ def test_horizon_cuts_episodes_into_truncations_and_decodes_over_the_time_limit(
     assert DiffusionConfig(channel_mults=(1, 2, 4, 8), horizon=99).steps(100) == (104, 100)
     with pytest.raises(ValueError, match="horizon"):
         DiffusionConfig(horizon=-1).validate()
+    with pytest.raises(ValueError, match="resolve"):
+        DiffusionConfig(horizon=-1).steps(100)
 
 
 def test_model_with_a_horizon_trains_and_samples_short_episodes(random_batch_3m, tmp_path):

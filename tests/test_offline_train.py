@@ -188,3 +188,5 @@ def test_cql_on_synthetic_false_keeps_synthetic_actions_out_of_the_cql_term(rand
     assert np.isfinite(cql(real_only, False))
     with pytest.raises(ValueError, match="QMIX"):
         OfflineConfig(learner="bc", cql_on_synthetic=False)
+    with pytest.raises(ValueError, match="every dataset is synthetic"):
+        train_offline(OfflineConfig(cql_on_synthetic=False, **TINY), [synthetic])

@@ -139,6 +139,9 @@ def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     del record["preset"]["actions_from_motion"]  # (and later: read as False)
     for k in ("inpaint_lengths", "inpaint_prefix", "inpaint_guidance"):
         del record["preset"][k]  # (and later still: no inpainting)
+    for k in ("diffusion_horizon", "synthetic_cql"):
+        del record["preset"][k]  # (session 14: the time limit, CQL on every episode)
+    del record["offline"]["cql_on_synthetic"]
     del record["diffusion"]
     path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match="another preset"):
@@ -149,7 +152,8 @@ def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     Benchmark(episode)._record_config()
     assert json.loads(path.read_text())["preset"]["q_target"] == "episode"
     assert dataclasses.asdict(Benchmark(episode).preset)["q_target"] == "episode"
-    for change in (("relabel_rewards", True), ("inpaint_lengths", True), ("actions_from_motion", True)):
+    for change in (("relabel_rewards", True), ("inpaint_lengths", True), ("actions_from_motion", True),
+                   ("synthetic_cql", False), ("diffusion_horizon", -1)):
         changed = BenchmarkConfig(**{**base, "overrides": (*legacy, change)}, run="old")
         with pytest.raises(ValueError, match="another preset"):
             Benchmark(changed)._record_config()
@@ -294,6 +298,9 @@ def test_benchmark_flags_become_preset_overrides():
         resolve_preset("fast", {"synthetic_select_by": "nope"})
     assert tyro.cli(BenchmarkArgs, args=["--synthetic-select-by", "plausible"]).config().overrides == (
         ("synthetic_select_by", "plausible"), ("actions_from_motion", True))
+    with pytest.raises(ValueError, match="no-synthetic-cql"):
+        Benchmark(BenchmarkConfig(maps=("3m",), qualities=("poor",), preset="smoke", learner="maicq",
+                                  overrides=(("synthetic_cql", False),)))
     off = tyro.cli(BenchmarkArgs, args=["--no-synthetic-cql", "--diffusion-horizon", "-1"]).config().overrides
     assert dict(off)["synthetic_cql"] is False and dict(off)["diffusion_horizon"] == -1
     assert not resolve_preset("fast", dict(off)).synthetic_cql and resolve_preset("fast").synthetic_cql

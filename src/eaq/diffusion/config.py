@@ -98,11 +98,12 @@ class DiffusionConfig:
     min_snr_gamma: float = 0.0
     """> 0: weigh the denoising loss of each noise level by min(SNR, gamma) (Min-SNR, Hang et
     al. 2023; eaq.diffusion.diffusion.min_snr_weights); 0: every level alike (before
-    2026-11-27, and the default)."""
+    2026-11-27, and the default). The logged ``loss_diffusion`` is then the weighted loss."""
     horizon: int = 0
     """Steps the model generates, rounded up to the U-Net's down-sampling factor and at most
     the map's time limit; 0: the time limit (SMAX: 100). Training episodes are cut there (a cut
-    episode ends in a truncation) and synthetic ones are at most this long. 3m episodes last
+    episode ends in a truncation) and synthetic ones are at most the rounded length (23 -> 24
+    with a U-Net of 3 levels). 3m episodes last
     16-22 steps on average, so at the time limit about 80 % of every generated tensor is padding
     the loss still fits (docs/diffusion.md, "Horizon")."""
     seed: int = 0
@@ -113,6 +114,8 @@ class DiffusionConfig:
         map whose episodes last at most ``time_limit`` steps."""
         from eaq.diffusion.unet import padded_length
 
+        if self.horizon < 0:
+            raise ValueError(f"horizon={self.horizon} is a request, not a length: resolve it first (resolve_horizon)")
         length = padded_length(min(self.horizon or time_limit, time_limit), len(self.channel_mults))
         return length, min(length, time_limit)
 

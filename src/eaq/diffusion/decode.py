@@ -18,7 +18,8 @@ from eaq.env.smax import EnvSpec
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded tensor before validity filtering (E samples, T steps).
+    """A decoded tensor before validity filtering (E samples, T = the time limit steps; a model
+    with a shorter horizon leaves the steps after it as padding).
 
     arrays: the EpisodeBatch fields ([E, T, ...]); broken: [E] str, '' when valid, else the
     first reason the sample is unusable; raw_legal: [E, T, N] bool, the model's own argmax

@@ -58,7 +58,7 @@ class FidelityReport:
     motion: dict[str, dict[str, float]] | None = None
     """{real|synthetic: {known_steps, action_agreement, plausible_share, move_share}}, the shares
     over the agent-steps whose motion is known (NaN when there are none); ``move_share``: the
-    unit moved at least half a step (a diffusion model that blurs motion under-moves)."""
+    unit moved more than half a step (a diffusion model that blurs motion under-moves)."""
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
     """Per-episode normalized returns and lengths, {real|synthetic: {normalized_return, length}}."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -111,7 +111,7 @@ class FidelityReport:
             t.add_row("physically possible unit moves", plaus("real"), plaus("synthetic"))
             if all("move_share" in self.motion[s] for s in ("real", "synthetic")):  # reports before 2026-11-27 lack it
                 moving = pct("move_share")
-                t.add_row("ally steps where the unit moves (>= half a step)", moving("real"), moving("synthetic"))
+                t.add_row("ally steps where the unit moves (more than half a step)", moving("real"), moving("synthetic"))
         moved = self.extra.get("actions_from_motion")
         if moved:
             t.add_row("actions read off the motion", "", f"yes: {100 * moved['relabelled_share']:.1f} % of agent-steps changed")

@@ -10,7 +10,7 @@ Two things can be fixed, independently:
 
 - ``lengths``: the alive and terminal channels of a randomly drawn real episode, over the
   whole time axis. Each synthetic episode then has a real episode's length and ending
-  (terminal or time-limit truncation). Unconditioned samples are all short on 3m Medium
+  (terminal or truncation at the time limit, or at the model's horizon when it is shorter). Unconditioned samples are all short on 3m Medium
   (11-26 steps against real 11-100; docs/benchmark.md).
 - ``prefix``: every channel of the first k steps of that real episode, with k drawn uniformly
   from 1..ceil(prefix * length) and at most length - 1, so that a synthetic episode branches

@@ -89,7 +89,8 @@ def q_loss(
     target: QTarget = "actions",
     positions_from_motion: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
-    """Returns (L_Q, mean Q_tot) over in-episode steps; ``mask: [B, T]`` (padded steps are 0)."""
+    """Returns (L_Q, mean Q_tot) over in-episode steps; ``mask: [B, min(L, T)]``, the steps the
+    model generates (padded steps are 0)."""
     obs, probs, state = relaxed_episode(
         x0_hat, norm_mean, norm_scale, layout, temperature, target, positions_from_motion
     )

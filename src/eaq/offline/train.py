@@ -392,6 +392,11 @@ def train_offline(
     }
     out = Path(out_dir) if out_dir is not None else None
     data = to_episode_data(datasets)
+    if config.learner == "qmix-cql" and not config.cql_on_synthetic and np.asarray(data.synthetic).all():
+        raise ValueError(
+            "cql_on_synthetic=False applies CQL to real episodes only, but every dataset is synthetic "
+            f"({', '.join(d['name'] or '?' for d in record['data'])}): add a real one or keep CQL on synthetic data"
+        )
     train = _cached_train(_update_relevant(config), spec)
     state = train.init(jax.random.PRNGKey(config.seed), state_scale_from_data(data.state, data.mask))
     start, rows = 0, []

@@ -283,6 +283,8 @@ class Benchmark:
     def __init__(self, config: BenchmarkConfig, console: Console | None = None, command: str = ""):
         self.config = config.validate()
         self.preset = resolve_preset(config.preset, dict(config.overrides))
+        if not self.preset.synthetic_cql and config.learner != "qmix-cql":
+            raise ValueError(f"--no-synthetic-cql changes QMIX+CQL's conservative term; learner {config.learner!r} has none")
         self.console = console or Console()
         self.log = StageLog(self.console)
         self.dir = config.run_dir
