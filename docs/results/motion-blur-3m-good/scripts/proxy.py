@@ -1,13 +1,17 @@
 """Proxy: rate 2000 EAQ 3m Good candidates by a real-data BC policy's log-likelihood, keep 500."""
-import sys, json, time
-import numpy as np, jax, jax.numpy as jnp
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from eaq.data.store import load_dataset, save_dataset
-from eaq.offline.qtot import load_qtot
-from eaq.offline.train import load_checkpoint
-from eaq.offline.networks import AgentNet, masked_log_softmax, unroll_agents
-from eaq.offline.qmix_cql import take
 from eaq.diffusion.augment import augment
 from eaq.diffusion.inpaint import Inpainting
+from eaq.offline.networks import AgentNet, masked_log_softmax, unroll_agents
+from eaq.offline.qmix_cql import take
+from eaq.offline.qtot import load_qtot
+from eaq.offline.train import load_checkpoint
 
 run = "results/fast-v37-3m-best-of-4/stages/3m-good"
 real = load_dataset("/root/.cache/eaq/datasets/3m/seed0-165bdeae69/good-1000ep-eps0.05")
@@ -32,4 +36,5 @@ keep = np.sort(np.argsort(-rc, kind="stable")[:500])
 sel = cand.select(keep)
 print("kept ll", rc[keep].mean(), "wins cand", cand.wins().mean(), "kept", sel.wins().mean(), "real", real.wins().mean())
 save_dataset(sel, "/tmp/bcsel/sel-bc-500", force=True)
-rnd = cand.select(slice(0, 500)); save_dataset(rnd, "/tmp/bcsel/first-500", force=True)
+rnd = cand.select(slice(0, 500))
+save_dataset(rnd, "/tmp/bcsel/first-500", force=True)
