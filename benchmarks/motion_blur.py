@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from eaq.data.store import atomic_write_text, load_dataset
+from eaq.diffusion.fidelity import motion_shares
 from eaq.env.project import STOP_ACTION, projector
 
 BINS = (0.0, 0.05, 0.25, 0.5, 0.75, 1.1, np.inf)
@@ -29,21 +30,15 @@ BINS = (0.0, 0.05, 0.25, 0.5, 0.75, 1.1, np.inf)
 
 
 def motion_stats(batch) -> dict:
+    """The fidelity report's motion shares plus the histogram of displacement lengths in steps."""
     proj = projector(batch.spec.map_name)
-    motion = proj.motion(batch.state, batch.mask)
-    n = batch.spec.n_agents
-    disp = proj.unit_motion(batch.state, batch.mask)[..., :n, :]  # [E, T, N, 2]
+    row = motion_shares(batch, proj)
+    known = proj.motion(batch.state, batch.mask).known
+    disp = proj.unit_motion(batch.state, batch.mask)[..., : batch.spec.n_agents, :]  # [E, T, N, 2]
     length = np.linalg.norm(disp, axis=-1) / proj.ally_step_length(batch.state)
-    known = motion.known
-    if not known.any():
-        return {"known_steps": 0, "length_histogram": [], "move_share": float("nan"), "plausible_share": float("nan")}
     hist, _ = np.histogram(length[known], bins=BINS)
-    return {
-        "known_steps": int(known.sum()),
-        "length_histogram": (hist / hist.sum()).round(4).tolist(),
-        "move_share": float((motion.moves >= 0)[known].mean()),
-        "plausible_share": float(motion.plausible[known].mean()),
-    }
+    row["length_histogram"] = (hist / max(hist.sum(), 1)).round(4).tolist()
+    return row
 
 
 def bc_stats(batch, run_dir: Path) -> dict:

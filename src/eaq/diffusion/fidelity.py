@@ -338,18 +338,22 @@ def motion_consistency(real: EpisodeBatch, synthetic: EpisodeBatch) -> dict[str,
         proj = projector(real.spec.map_name)
     except ValueError:  # not a SMAX map / layout the projection knows
         return None
-    out = {}
-    for name, b in (("real", real), ("synthetic", synthetic)):
-        motion = proj.motion(b.state, b.mask)
-        known, plausible, agree = motion.known, motion.plausible, motion.agrees_with(b.actions)
-        n = int(known.sum())
-        out[name] = {
-            "known_steps": n,
-            "action_agreement": float(agree[known].mean()) if n else float("nan"),
-            "plausible_share": float(plausible[known].mean()) if n else float("nan"),
-            "move_share": float((motion.moves >= 0)[known].mean()) if n else float("nan"),
-        }
-    return out
+    return {name: motion_shares(b, proj) for name, b in (("real", real), ("synthetic", synthetic))}
+
+
+def motion_shares(batch: EpisodeBatch, proj) -> dict[str, float]:
+    """One dataset's ``{known_steps, action_agreement, plausible_share, move_share}`` (see
+    ``motion_consistency``); ``proj``: the map's eaq.env.project StateProjector."""
+    motion = proj.motion(batch.state, batch.mask)
+    known = motion.known
+    n = int(known.sum())
+    share = lambda flags: float(flags[known].mean()) if n else float("nan")  # noqa: E731
+    return {
+        "known_steps": n,
+        "action_agreement": share(motion.agrees_with(batch.actions)),
+        "plausible_share": share(motion.plausible),
+        "move_share": share(motion.moves >= 0),
+    }
 
 
 def fidelity_report(

@@ -33,7 +33,7 @@ from rich.console import Console
 
 from eaq.data import EpisodeBatch, load_dataset, save_dataset
 from eaq.data.store import atomic_write_text
-from eaq.diffusion.config import SELECT_BY_LABEL, n_candidates
+from eaq.diffusion.config import SELECT_BY_LABEL, n_candidates, resolve_horizon
 from eaq.pipeline.config import LEGACY_CQL_WEIGHT, QUALITIES, VARIANTS, Cell, Preset, resolve_preset
 from eaq.pipeline.report import plot_bars, summarize, table_markdown, write_report
 
@@ -269,7 +269,7 @@ def _offline_config(
         steps=steps,
         seed=seed,
         cql_weight=cql_weight,
-        cql_on_synthetic=synthetic_cql or learner != "qmix-cql",  # only QMIX+CQL has the term
+        cql_on_synthetic=synthetic_cql,  # (OfflineConfig refuses False for a learner without CQL)
         segment=min(250, steps),
         eval_every=steps,
         eval_episodes=0,
@@ -364,8 +364,6 @@ class Benchmark:
         from eaq.diffusion.train import train_diffusion
 
         q_weight = self.preset.q_weight if variant == "eaq" else 0.0
-        from eaq.diffusion.config import resolve_horizon
-
         original = self.original(m, q)
         horizon = resolve_horizon(self.preset.diffusion_horizon, int(original.lengths().max()))
         cfg = _diffusion_config(self.preset, q_weight, horizon=horizon)
