@@ -98,6 +98,29 @@ def test_motion_reads_real_actions_back_from_the_states(random_batch_3m):
     assert not plausible[..., 0].any() and plausible[..., 1:][known[..., 1:]].mean() > 0.95
 
 
+def test_snapping_keeps_real_motion_and_makes_blurred_motion_possible(random_batch_3m):
+    """Snapping real displacements to SMAX's moves changes (nearly) nothing; snapping blurred
+    ones (scaled by 0.3-1.3) gives every known ally move a possible length and keeps its direction."""
+    from eaq.env.project import projector
+
+    batch, proj = random_batch_3m, projector("3m")
+    motion = proj.unit_motion(batch.state, batch.mask)  # [E, T, U, 2]
+    known = proj.motion(batch.state, batch.mask).known  # allies
+    snapped = proj.snap_motion(batch.state, motion)
+    step = proj.unit_step_length(batch.state)[..., None]
+    assert np.abs(snapped - motion)[..., :3, :][known].max() < 0.3 * step.max()  # collisions push a little
+    np.testing.assert_allclose(proj.ally_step_length(batch.state), proj.unit_step_length(batch.state)[..., :3])
+    blurred = motion * np.random.default_rng(0).uniform(0.3, 1.3, motion.shape[:-1] + (1,))
+    snapped = proj.snap_motion(batch.state, blurred)
+    length = np.linalg.norm(snapped, axis=-1)[..., :3][known]
+    ally_step = np.broadcast_to(step[..., :3, 0], known.shape)[known]
+    assert np.all(np.isclose(length, 0.0) | np.isclose(length, ally_step, rtol=1e-5))
+    moving = length > 0
+    assert moving.any() and (~moving).any()
+    cos = (snapped[..., :3, :][known] * motion[..., :3, :][known]).sum(-1)[moving]
+    assert (cos > 0).all()  # the same way as the real move
+
+
 def test_projection_reproduces_real_observations_states_and_legals(random_batch_3m):
     """On real data, recomputing everything from the world state (and the previous actions)
     gives back exactly what SMAX stored; only the enemies' previous actions come from the hint."""

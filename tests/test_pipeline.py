@@ -139,8 +139,8 @@ def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     del record["preset"]["actions_from_motion"]  # (and later: read as False)
     for k in ("inpaint_lengths", "inpaint_prefix", "inpaint_guidance"):
         del record["preset"][k]  # (and later still: no inpainting)
-    for k in ("diffusion_horizon", "synthetic_cql"):
-        del record["preset"][k]  # (session 14: the time limit, CQL on every episode)
+    for k in ("diffusion_horizon", "synthetic_cql", "snap_motion"):
+        del record["preset"][k]  # (sessions 14-15: the time limit, CQL on every episode, no snapping)
     del record["offline"]["cql_on_synthetic"]
     del record["diffusion"]
     path.write_text(json.dumps(record))
@@ -153,7 +153,7 @@ def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     assert json.loads(path.read_text())["preset"]["q_target"] == "episode"
     assert dataclasses.asdict(Benchmark(episode).preset)["q_target"] == "episode"
     for change in (("relabel_rewards", True), ("inpaint_lengths", True), ("actions_from_motion", True),
-                   ("synthetic_cql", False), ("diffusion_horizon", -1)):
+                   ("synthetic_cql", False), ("diffusion_horizon", -1), ("snap_motion", True)):
         changed = BenchmarkConfig(**{**base, "overrides": (*legacy, change)}, run="old")
         with pytest.raises(ValueError, match="another preset"):
             Benchmark(changed)._record_config()
@@ -306,6 +306,10 @@ def test_benchmark_flags_become_preset_overrides():
     assert not resolve_preset("fast", dict(off)).synthetic_cql and resolve_preset("fast").synthetic_cql
     with pytest.raises(ValueError, match="diffusion_horizon"):
         resolve_preset("fast", {"diffusion_horizon": -2})
+    snap = tyro.cli(BenchmarkArgs, args=["--snap-motion"]).config().overrides
+    assert resolve_preset("fast", dict(snap)).snap_motion and not resolve_preset("fast").snap_motion
+    with pytest.raises(ValueError, match="snap_motion"):
+        resolve_preset("fast", {"snap_motion": True, "observations": "from_state"})
     assert (preset.qtot_steps, preset.offline_steps, preset.cql_weight) == (4000, 2000, 3.0)
     assert not preset.actions_from_motion and resolve_preset("fast").actions_from_motion
     assert preset.inpaint_prefix == 0.0 and resolve_preset("fast").inpaint_prefix == 0.01

@@ -103,6 +103,11 @@ class Benchmark:
     every preset; --no-actions-from-motion keeps the model's actions (as in runs recorded before
     2026-11-27 16:20 UTC, whose presets had it off)."""
 
+    snap_motion: bool = False
+    """Snap each synthetic unit's generated displacement to the nearest move SMAX can make (none,
+    or one step in a movement direction) before its positions are rebuilt, so synthetic units
+    move as SMAX's do (presets generate motion channels; off in every preset)."""
+
     def config(self):
         from eaq.pipeline import BenchmarkConfig
 
@@ -127,6 +132,7 @@ class Benchmark:
             "inpaint_guidance": self.inpaint_guidance,
             "actions_from_motion": self.actions_from_motion,
             "synthetic_cql": None if self.synthetic_cql else False,  # recorded only when turned off
+            "snap_motion": self.snap_motion or None,
         }
         return BenchmarkConfig(
             maps=_split(self.maps),

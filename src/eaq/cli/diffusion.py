@@ -118,6 +118,9 @@ class Augment:
     """Store the action each unit's generated motion implies (moved: that move; stood: the
     model's likeliest legal stop or attack) instead of the model's own choice; implies
     --project-to-env."""
+    snap_motion: bool = False
+    """Snap each unit's generated displacement to the nearest move SMAX can make (none, or one
+    step in a movement direction) before its positions are rebuilt (models with motion channels)."""
     oversample: float = 1.0
     """Sample this many times --episodes valid episodes and keep the ones the model's Q_tot
     guide rates highest (1: keep every sample)."""
@@ -150,7 +153,7 @@ class Augment:
                                     actions_from_motion=self.actions_from_motion,
                                     sample_steps=self.sample_steps, sampler_eta=self.sampler_eta,
                                     oversample=self.oversample, match_wins=self.match_wins,
-                                    select_by=self.select_by)
+                                    select_by=self.select_by, snap_motion=self.snap_motion)
         save_dataset(synthetic, self.out, force=self.force)
         card = dataset_card(synthetic)
         # not Path.with_suffix: an --out such as "synth-v1.2" would lose its ".2"

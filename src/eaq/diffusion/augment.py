@@ -98,6 +98,7 @@ def sample_episodes(
     inpainting: Inpainting | None = None,
     real: EpisodeBatch | None = None,
     actions_from_motion: bool = False,
+    snap_motion: bool = False,
 ) -> tuple[EpisodeBatch, dict]:
     """Valid synthetic episodes (at most ``n_episodes``) and the sampling statistics
     ``{n_generated, dropped: {reason: count}, legality_rate, copied_step_share,
@@ -105,6 +106,8 @@ def sample_episodes(
     recompute the observations and legal actions from each sampled state (eaq.env.project);
     ``actions_from_motion``: make each action agree with the state's motion (implies ``project``;
     eaq.diffusion.decode), ``motion_relabelled_share`` is the share of kept agent-steps it changed;
+    ``snap_motion``: snap each generated displacement to the nearest move SMAX can make before
+    the positions are rebuilt (a model with motion channels only; eaq.diffusion.decode);
     ``inpainting``: fix parts of each sample to a random episode of ``real`` (eaq.diffusion.inpaint);
     ``copied_step_share`` is the share of the kept episodes' steps copied whole from real prefixes."""
     if n_episodes < 1:
@@ -122,6 +125,11 @@ def sample_episodes(
         real_lengths = np.minimum(real.lengths(), model.config.steps(model.spec.max_steps)[1])  # cut at the horizon
         layout = EpisodeLayout(model.spec, model.config.obs_from_state, model.config.motion_channels)
         rng = np.random.default_rng(seed)
+    if snap_motion and not model.config.motion_channels:
+        raise ValueError(
+            f"{model.model_dir}: snap_motion snaps generated unit motion, but this model generates no motion "
+            "channels (train it with observations='from_state_motion')"
+        )
     sample, chunk = make_sampler(model, mesh, chunk, inpainting.guidance if inpainting.active else 0.0)
     project = project or model.config.obs_from_state or actions_from_motion  # these need the state's view
     projector = env_projector(model.spec.map_name) if project else None
@@ -139,6 +147,7 @@ def sample_episodes(
             "qtot": model.record.get("qtot"),
             "projected_to_env": project,
             "actions_from_motion": actions_from_motion,
+            "snap_motion": snap_motion,
             "inpainting": inpainting.to_dict(),
         },
         seed=seed,
@@ -158,7 +167,7 @@ def sample_episodes(
             x, info = sample(k), {"prefix_steps": np.zeros(chunk, np.int64)}
         decoded = decode(
             np.asarray(x), model.normaliser, model.spec, projector, model.config.obs_from_state, actions_from_motion,
-            model.config.motion_channels,
+            model.config.motion_channels, snap_motion,
         )
         n_generated += chunk
         valid = decoded.broken == ""
@@ -213,6 +222,7 @@ def augment(
     oversample: float = 1.0,
     match_wins: bool = False,
     select_by: SelectBy = "qtot",
+    snap_motion: bool = False,
 ) -> tuple[EpisodeBatch, FidelityReport]:
     """Samples ``n_episodes`` valid synthetic episodes and their fidelity report.
 
@@ -234,7 +244,8 @@ def augment(
     ``"plausible"`` (the share of physically possible unit moves; eaq.diffusion.select),
     recorded in the generator and ``extra["selection"]``; ``match_wins``: and among them keep
     ``real``'s share of won episodes (each kind the best-rated of its kind; needs
-    ``oversample`` > 1).
+    ``oversample`` > 1); ``snap_motion``: snap the generated unit motion to SMAX's moves
+    (sample_episodes), recorded in the generator and ``extra["snap_motion"]``.
     """
     if not (np.isfinite(oversample) and oversample >= 1.0):
         raise ValueError(f"oversample={oversample} must be a number >= 1 (1: keep every sample)")
@@ -267,7 +278,7 @@ def augment(
         )
     synthetic, stats = sample_episodes(
         model, n_drawn, seed, max_draw_factor, project=project, inpainting=inpainting, real=real,
-        actions_from_motion=actions_from_motion,
+        actions_from_motion=actions_from_motion, snap_motion=snap_motion,
     )
     selection = None
     if n_drawn > n_episodes:
@@ -295,6 +306,8 @@ def augment(
     if selection is not None:
         report.extra["selection"] = selection
     report.extra["projected_to_env"] = bool(synthetic.meta.generator["projected_to_env"])
+    if snap_motion:
+        report.extra["snap_motion"] = True
     if actions_from_motion:
         report.extra["actions_from_motion"] = {"relabelled_share": stats["motion_relabelled_share"]}
     inpainting = inpainting or Inpainting()

@@ -42,6 +42,7 @@ def decode(
     obs_from_state: bool = False,
     actions_from_motion: bool = False,
     motion: bool = False,
+    snap_motion: bool = False,
 ) -> Decoded:
     """Normalised ``x: [E, L, C]`` -> episode arrays, marking broken samples.
 
@@ -64,7 +65,10 @@ def decode(
       3m it picks out-of-range attacks for 20-30 % of agent-steps while the state shows the
       unit walking), so without this a learner sees actions that did not cause the next state;
     - ``motion``: ``x`` has motion channels (codec.py); every unit's position is rebuilt as its
-      first-step position plus its generated displacements (clipped to the map).
+      first-step position plus its generated displacements (clipped to the map);
+    - ``snap_motion`` (needs ``motion``): each generated displacement is first replaced by the
+      nearest move SMAX can make (StateProjector.snap_motion: none, or one step in a movement
+      direction), so the rebuilt positions move as SMAX's units do.
 
     A sample is broken when it has non-finite values, an in-episode agent with no legal action,
     no first step (alive channel off at t = 0 or, projected, a team with no unit alive), or a return above 1.05 max_return.
@@ -80,8 +84,11 @@ def decode(
     raw = layout.split(normaliser.denormalise(x))
     bits = layout.split(x)
     state, fighting = raw["state"], np.ones((E, T), bool)
+    if snap_motion and not motion:
+        raise ValueError("snap_motion snaps the generated motion: it needs a layout with motion channels")
     if motion:  # positions: the first step's, then the generated displacements added up
-        state = project.with_positions_from_motion(state, raw["motion"])
+        moves = project.snap_motion(state, raw["motion"]) if snap_motion else raw["motion"]
+        state = project.with_positions_from_motion(state, moves)
     if project is not None:
         state, legal_bits, fighting = map(np.asarray, project.view(state))
     else:

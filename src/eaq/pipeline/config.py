@@ -65,6 +65,10 @@ class Preset:
     """Store, wherever a synthetic unit's generated positions show whether and where it moved,
     the action that motion implies instead of the model's own choice (eaq.diffusion.decode;
     implies the projection)."""
+    snap_motion: bool = False
+    """Snap each synthetic unit's generated displacement to the nearest move SMAX can make (none,
+    or one step in a movement direction) before its positions are rebuilt (eaq.diffusion.decode;
+    models with motion channels only), so that synthetic units move as SMAX's do."""
     synthetic_oversample: float = 1.0
     """Sample this many times ``synthetic_episodes`` valid episodes and keep the ones the frozen
     Q_tot guide rates highest (eaq.diffusion.select), for the 'eaq' variant only ('eaq-noq', the
@@ -144,6 +148,8 @@ def resolve_preset(name: str, overrides: dict[str, Any] | None = None) -> Preset
         raise ValueError(f"diffusion_horizon={p.diffusion_horizon}: use 0 (the time limit), -1 (the longest real episode) or n > 0")
     if p.synthetic_match_wins and p.synthetic_oversample <= 1.0:
         raise ValueError("synthetic_match_wins chooses among extra samples: set synthetic_oversample > 1")
+    if p.snap_motion and p.observations != "from_state_motion":
+        raise ValueError(f"snap_motion snaps generated unit motion: it needs observations='from_state_motion', not {p.observations!r}")
     return p
 
 

@@ -186,6 +186,7 @@ def _read_run_record(path: Path) -> dict[str, Any]:
         old["preset"].setdefault("synthetic_select_by", "qtot")  # before the option: Q_tot
         old["preset"].setdefault("diffusion_horizon", 0)  # before the option: the time limit
         old["preset"].setdefault("synthetic_cql", True)  # before the option: CQL on every episode
+        old["preset"].setdefault("snap_motion", False)  # before the option: generated motion as is
         for k, v in (("inpaint_lengths", False), ("inpaint_prefix", 0.0), ("inpaint_guidance", 30.0)):
             old["preset"].setdefault(k, v)  # before inpainting: none
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
@@ -233,7 +234,7 @@ _PRESET_FLAGS = (
     "q_weight", "q_target", "synthetic_weight", "synthetic_episodes", "offline_steps", "diffusion_steps",
     "qtot_steps", "cql_weight", "observations", "inpaint_prefix", "inpaint_guidance", "relabel_rewards",
     "project_to_env", "inpaint_lengths", "actions_from_motion", "synthetic_oversample",
-    "synthetic_match_wins", "synthetic_select_by", "diffusion_horizon", "synthetic_cql",
+    "synthetic_match_wins", "synthetic_select_by", "diffusion_horizon", "synthetic_cql", "snap_motion",
 )
 _ON_OFF_FLAGS = ("actions_from_motion", "synthetic_cql")
 
@@ -391,7 +392,7 @@ class Benchmark:
                 relabel=self.preset.relabel_rewards, project=self.preset.project_to_env,
                 inpainting=self.preset.inpainting(), actions_from_motion=self.preset.actions_from_motion,
                 oversample=k, match_wins=self.preset.synthetic_match_wins and k > 1,
-                select_by=self.preset.synthetic_select_by,
+                select_by=self.preset.synthetic_select_by, snap_motion=self.preset.snap_motion,
             )
             save_dataset(batch, out, force=True)
             report.save_json(out.with_name(out.name + "-fidelity.json"))
