@@ -501,9 +501,10 @@ def test_from_state_layout_round_trips_real_data_exactly(random_batch_3m, motion
         EpisodeLayout(batch.spec, motion=True)
 
 
-def test_snapped_motion_rebuilds_real_positions_from_blurred_displacements(random_batch_3m):
-    """Real displacements shrunk to 70 % decode to positions that lag the real ones; snapped
-    to SMAX's moves they come back (up to collision pushes), and every known ally move is possible."""
+def test_snapped_motion_decodes_possible_moves_along_the_generated_paths(random_batch_3m):
+    """Real displacements blurred (shrunk to 40 % plus noise) decode to impossible moves; snapped
+    to SMAX's moves every known ally move is possible, and the positions stay near the blurred
+    ones (median under half a step, where the map's edge does not clip them)."""
     from eaq.env.project import projector
 
     batch = random_batch_3m
@@ -511,19 +512,20 @@ def test_snapped_motion_rebuilds_real_positions_from_blurred_displacements(rando
     layout = EpisodeLayout(batch.spec, obs_from_state=True, motion=True)
     raw = norm.denormalise(encode(batch, norm, 104, obs_from_state=True, motion=True))
     motion = layout.split(np.arange(layout.n_channels))["motion"]
-    raw[..., motion] *= 0.7
+    raw[..., motion] = 0.4 * raw[..., motion] + np.random.default_rng(0).normal(0, 0.1, raw[..., motion].shape)
     x = norm.normalise(raw)
     proj = projector("3m")
     blurred = to_batch(decode(x, norm, batch.spec, obs_from_state=True, motion=True), batch.meta)[0]
     snapped = to_batch(decode(x, norm, batch.spec, obs_from_state=True, motion=True, snap_motion=True), batch.meta)[0]
     np.testing.assert_array_equal(snapped.mask, batch.mask)
-    assert (snapped.actions == batch.actions)[batch.mask].mean() > 0.97  # (attack ranges move with pushes)
+    known = proj.motion(snapped.state, snapped.mask).known
+    assert known.sum() > 500
+    assert proj.motion(snapped.state, snapped.mask).plausible[known].mean() > 0.97  # edges clip a few
+    assert proj.motion(blurred.state, blurred.mask).plausible[known].mean() < 0.5
     m = batch.mask & (batch.state[..., 0] > 0)  # unit 0 alive, in the episode
-    error = {k: np.abs(b.state[..., 1:3] - batch.state[..., 1:3])[m].mean() for k, b in (("blurred", blurred), ("snapped", snapped))}
-    assert error["snapped"] < 0.2 * error["blurred"], error
-    motion_known = proj.motion(snapped.state, snapped.mask)
-    assert motion_known.plausible[motion_known.known].mean() > 0.99
-    assert proj.motion(blurred.state, blurred.mask).plausible[motion_known.known].mean() < 0.5
+    gap = np.linalg.norm(snapped.state[..., 1:3] - blurred.state[..., 1:3], axis=-1)[m]
+    step = proj.ally_step_length(batch.state)[..., 0][m]
+    assert np.median(gap / step) < 0.5 and (gap > 0).any()
     with pytest.raises(ValueError, match="motion channels"):
         decode(encode(batch, norm_plain := fit_normaliser(batch, obs_from_state=True), 104, obs_from_state=True),
                norm_plain, batch.spec, obs_from_state=True, snap_motion=True)

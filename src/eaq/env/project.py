@@ -222,18 +222,26 @@ class StateProjector:
         return np.asarray(smax.unit_type_velocities)[types] * smax.time_per_step * smax.world_steps_per_env_step
 
     def snap_motion(self, state, motion) -> np.ndarray:
-        """``state: [E, T, S]``, ``motion: [E, T, U, 2]`` displacements -> the nearest moves SMAX
-        can make, [E, T, U, 2]: a displacement shorter than half the unit's step becomes 0 (it
-        stood or attacked), a longer one exactly one step in the movement direction it points
-        closest to. Generated motion is blurred (docs/benchmark.md: most of 3m Good's synthetic
-        ally displacements are 5-25 % of a step, against 3 % of real ones); snapping makes every
-        rebuilt position sequence one SMAX could produce, apart from collisions and the map's
-        edges. On real data it is nearly the identity (eaq/tests: test_project)."""
+        """``state: [E, T, S]``, ``motion: [E, T, U, 2]`` displacements -> moves SMAX can make,
+        [E, T, U, 2]: at each step a unit stands (0) or moves exactly one step in one of the
+        movement directions, chosen so that its path stays within a step of the generated
+        one (error diffusion: what a step's snapping leaves out is carried into the
+        next step). Generated motion is blurred (docs/diffusion.md: most of 3m Good's synthetic
+        ally displacements are 5-25 % of a step, against 3 % of real ones); snapping each step
+        on its own would stop nearly every unit, carrying the remainder keeps where the units
+        go. Apart from collisions and the map's edges, every rebuilt position sequence is one
+        SMAX could produce; on real data the result is nearly the identity."""
         motion = np.asarray(motion, np.float32)
         step = self.unit_step_length(state)[..., None]  # [E, T, U, 1]
-        direction = self._move_directions[(motion @ self._move_directions.T).argmax(-1)]  # [E, T, U, 2]
-        moved = np.linalg.norm(motion, axis=-1, keepdims=True) > 0.5 * step
-        return np.where(moved, step * direction, 0.0).astype(np.float32)
+        snapped = np.zeros_like(motion)
+        carry = np.zeros_like(motion[:, 0])  # [E, U, 2]: generated path minus snapped path
+        for t in range(motion.shape[1]):
+            want = motion[:, t] + carry
+            direction = self._move_directions[(want @ self._move_directions.T).argmax(-1)]  # [E, U, 2]
+            moved = np.linalg.norm(want, axis=-1, keepdims=True) > 0.5 * step[:, t]
+            snapped[:, t] = np.where(moved, step[:, t] * direction, 0.0)
+            carry = want - snapped[:, t]
+        return snapped
 
     def unit_motion(self, state, mask) -> np.ndarray:
         """``state: [E, T, S]``, ``mask: [E, T]`` -> [E, T, U, 2]: each unit's displacement from
