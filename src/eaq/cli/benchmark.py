@@ -104,9 +104,10 @@ class Benchmark:
     2026-11-27 16:20 UTC, whose presets had it off)."""
 
     snap_motion: bool = False
-    """Snap each synthetic unit's generated displacement to the nearest move SMAX can make (none,
-    or one step in a movement direction) before its positions are rebuilt, so synthetic units
-    move as SMAX's do (presets generate motion channels; off in every preset)."""
+    """Snap each synthetic unit's generated displacements to moves SMAX can make (none, or one
+    step in a movement direction; each step's remainder carried into the next, so paths stay
+    within a step of the generated ones) before positions are rebuilt: synthetic units then move
+    as SMAX's do (every preset generates motion channels; off in every preset)."""
 
     def config(self):
         from eaq.pipeline import BenchmarkConfig

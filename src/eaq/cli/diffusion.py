@@ -119,8 +119,9 @@ class Augment:
     model's likeliest legal stop or attack) instead of the model's own choice; implies
     --project-to-env."""
     snap_motion: bool = False
-    """Snap each unit's generated displacement to the nearest move SMAX can make (none, or one
-    step in a movement direction) before its positions are rebuilt (models with motion channels)."""
+    """Snap each unit's generated displacements to moves SMAX can make (none, or one step in a
+    movement direction; each step's remainder carried into the next, so paths stay within a step
+    of the generated ones) before positions are rebuilt (models with motion channels)."""
     oversample: float = 1.0
     """Sample this many times --episodes valid episodes and keep the ones the model's Q_tot
     guide rates highest (1: keep every sample)."""

@@ -106,8 +106,8 @@ def sample_episodes(
     recompute the observations and legal actions from each sampled state (eaq.env.project);
     ``actions_from_motion``: make each action agree with the state's motion (implies ``project``;
     eaq.diffusion.decode), ``motion_relabelled_share`` is the share of kept agent-steps it changed;
-    ``snap_motion``: snap each generated displacement to the nearest move SMAX can make before
-    the positions are rebuilt (a model with motion channels only; eaq.diffusion.decode);
+    ``snap_motion``: snap the generated displacements to moves SMAX can make before the
+    positions are rebuilt (a model with motion channels only; eaq.diffusion.decode);
     ``inpainting``: fix parts of each sample to a random episode of ``real`` (eaq.diffusion.inpaint);
     ``copied_step_share`` is the share of the kept episodes' steps copied whole from real prefixes."""
     if n_episodes < 1:

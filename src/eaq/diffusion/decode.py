@@ -66,9 +66,10 @@ def decode(
       unit walking), so without this a learner sees actions that did not cause the next state;
     - ``motion``: ``x`` has motion channels (codec.py); every unit's position is rebuilt as its
       first-step position plus its generated displacements (clipped to the map);
-    - ``snap_motion`` (needs ``motion``): each generated displacement is first replaced by the
-      nearest move SMAX can make (StateProjector.snap_motion: none, or one step in a movement
-      direction), so the rebuilt positions move as SMAX's units do.
+    - ``snap_motion`` (needs ``motion``): the generated displacements are first replaced by moves
+      SMAX can make (StateProjector.snap_motion: none, or one step in a movement direction, with
+      each step's remainder carried into the next), so the rebuilt positions move as SMAX's
+      units do and stay within a step of the generated path.
 
     A sample is broken when it has non-finite values, an in-episode agent with no legal action,
     no first step (alive channel off at t = 0 or, projected, a team with no unit alive), or a return above 1.05 max_return.

@@ -66,9 +66,10 @@ class Preset:
     the action that motion implies instead of the model's own choice (eaq.diffusion.decode;
     implies the projection)."""
     snap_motion: bool = False
-    """Snap each synthetic unit's generated displacement to the nearest move SMAX can make (none,
-    or one step in a movement direction) before its positions are rebuilt (eaq.diffusion.decode;
-    models with motion channels only), so that synthetic units move as SMAX's do."""
+    """Snap each synthetic unit's generated displacements to moves SMAX can make (none, or one
+    step in a movement direction), carrying each step's remainder into the next so its path
+    stays within a step of the generated one, before positions are rebuilt (StateProjector.
+    snap_motion; models with motion channels only): synthetic units then move as SMAX's do."""
     synthetic_oversample: float = 1.0
     """Sample this many times ``synthetic_episodes`` valid episodes and keep the ones the frozen
     Q_tot guide rates highest (eaq.diffusion.select), for the 'eaq' variant only ('eaq-noq', the
