@@ -107,7 +107,9 @@ class Benchmark:
     """Snap each synthetic unit's generated displacements to moves SMAX can make (none, or one
     step in a movement direction; each step's remainder carried into the next, so paths stay
     within a step of the generated ones) before positions are rebuilt: synthetic units then move
-    as SMAX's do (every preset generates motion channels; off in every preset)."""
+    as SMAX's do (every preset generates motion channels). Off in every preset: on 3m it cost the
+    learner 25 points on Good and Medium, because actions read off the snapped motion no longer
+    line up with the generated rewards (docs/diffusion.md)."""
 
     def config(self):
         from eaq.pipeline import BenchmarkConfig

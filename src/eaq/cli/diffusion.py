@@ -121,7 +121,8 @@ class Augment:
     snap_motion: bool = False
     """Snap each unit's generated displacements to moves SMAX can make (none, or one step in a
     movement direction; each step's remainder carried into the next, so paths stay within a step
-    of the generated ones) before positions are rebuilt (models with motion channels)."""
+    of the generated ones) before positions are rebuilt (models with motion channels; measured to
+    hurt a learner on 3m, docs/diffusion.md)."""
     oversample: float = 1.0
     """Sample this many times --episodes valid episodes and keep the ones the model's Q_tot
     guide rates highest (1: keep every sample)."""
