@@ -339,6 +339,9 @@ def test_report_merges_runs_and_refuses_overlaps(tmp_path):
     assert len(cells) == 8 and {c["run"] for c in cells} == {"a", "b"}
     # a run recorded before the CQL weight was (a) used 3: the header says the weights differ
     assert "`b` (qmix-cql; medium): cql_weight=0.3, offline_steps=4000" in header
+    # a field added since (a) was recorded, at its legacy value, is no difference
+    _, header = merge_runs([poor, fake_run("d", "medium", 1000, snap_motion=False, synthetic_cql=True)])
+    assert "`d` (qmix-cql; medium): same settings" in header
     with pytest.raises(ValueError, match="3m-poor-original-s0 is in both"):
         merge_runs([poor, fake_run("c", "poor", 1000)])
     with pytest.raises(FileNotFoundError, match="results.json not found"):

@@ -11,6 +11,27 @@ from eaq.diffusion.config import SELECT_BY
 PresetName = Literal["smoke", "fast", "full"]
 LEGACY_CQL_WEIGHT = 3.0
 """The CQL weight of every run recorded before the preset had the field (before 2026-11-27)."""
+
+# Preset fields added after runs had been recorded, with the value every run recorded before the
+# field used: how an old config.json is read (resumed, extended or merged into a report).
+LEGACY_PRESET_DEFAULTS: dict[str, Any] = {
+    "q_target": "episode",  # before q_target: the whole episode
+    "relabel_rewards": False,
+    "project_to_env": False,
+    "observations": "generated",
+    "cql_weight": LEGACY_CQL_WEIGHT,
+    "actions_from_motion": False,
+    "synthetic_oversample": 1.0,  # every sample kept
+    "synthetic_match_wins": False,
+    "synthetic_select_by": "qtot",
+    "diffusion_horizon": 0,  # the time limit
+    "synthetic_cql": True,  # CQL on every episode
+    "snap_motion": False,  # generated motion as is
+    "inpaint_lengths": False,  # before inpainting: none
+    "inpaint_prefix": 0.0,
+    "inpaint_guidance": 30.0,
+}
+
 VARIANTS = ("original", "eaq-noq", "eaq")
 QUALITIES = ("poor", "medium", "good")
 

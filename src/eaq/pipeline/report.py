@@ -23,7 +23,7 @@ import numpy as np
 from eaq.data.card import save_figure
 from eaq.data.store import atomic_write_text
 from eaq.evaluation.stats import Estimate, mean_ci, paired_diff_ci, welch_diff_ci
-from eaq.pipeline.config import LEGACY_CQL_WEIGHT
+from eaq.pipeline.config import LEGACY_PRESET_DEFAULTS
 
 # The paper's reported relative normalized-return gains of EAQ over the original data (SMAC).
 PAPER_GAIN_PERCENT = {"medium": 17.3, "poor": 12.9}
@@ -254,7 +254,8 @@ def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
             run_cells = json.loads(results.read_text())["cells"]
             cfg = json.loads(config.read_text())
             preset, learner = dict(cfg["preset"]), cfg["benchmark"]["learner"]
-            preset.setdefault("cql_weight", LEGACY_CQL_WEIGHT)  # recorded before the field
+            for k, v in LEGACY_PRESET_DEFAULTS.items():  # fields added since the run was recorded
+                preset.setdefault(k, v)
         except (KeyError, json.JSONDecodeError) as e:
             raise ValueError(f"{results} / {config}: not a benchmark report ({e})") from e
         for c in run_cells:

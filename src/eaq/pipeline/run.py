@@ -34,7 +34,14 @@ from rich.console import Console
 from eaq.data import EpisodeBatch, load_dataset, save_dataset
 from eaq.data.store import atomic_write_text
 from eaq.diffusion.config import SELECT_BY_LABEL, n_candidates, resolve_horizon
-from eaq.pipeline.config import LEGACY_CQL_WEIGHT, QUALITIES, VARIANTS, Cell, Preset, resolve_preset
+from eaq.pipeline.config import (
+    LEGACY_PRESET_DEFAULTS,
+    QUALITIES,
+    VARIANTS,
+    Cell,
+    Preset,
+    resolve_preset,
+)
 from eaq.pipeline.report import plot_bars, summarize, table_markdown, write_report
 
 
@@ -175,20 +182,8 @@ def _read_run_record(path: Path) -> dict[str, Any]:
     """A run's config.json, with fields added since it was written given the values they had."""
     old = json.loads(path.read_text())
     if old.get("preset"):
-        old["preset"].setdefault("q_target", "episode")  # before q_target: the whole episode
-        old["preset"].setdefault("relabel_rewards", False)  # before the option: off
-        old["preset"].setdefault("project_to_env", False)  # before the option: off
-        old["preset"].setdefault("observations", "generated")  # before the option: generated
-        old["preset"].setdefault("cql_weight", LEGACY_CQL_WEIGHT)  # before the field
-        old["preset"].setdefault("actions_from_motion", False)  # before the option: off
-        old["preset"].setdefault("synthetic_oversample", 1.0)  # before the option: every sample kept
-        old["preset"].setdefault("synthetic_match_wins", False)  # before the option: off
-        old["preset"].setdefault("synthetic_select_by", "qtot")  # before the option: Q_tot
-        old["preset"].setdefault("diffusion_horizon", 0)  # before the option: the time limit
-        old["preset"].setdefault("synthetic_cql", True)  # before the option: CQL on every episode
-        old["preset"].setdefault("snap_motion", False)  # before the option: generated motion as is
-        for k, v in (("inpaint_lengths", False), ("inpaint_prefix", 0.0), ("inpaint_guidance", 30.0)):
-            old["preset"].setdefault(k, v)  # before inpainting: none
+        for k, v in LEGACY_PRESET_DEFAULTS.items():
+            old["preset"].setdefault(k, v)
         if "diffusion" not in old:  # recorded before the model was: the preset's model then
             old["diffusion"] = _diffusion_record(Preset(**old["preset"]), legacy=True)
         from eaq.diffusion.config import DiffusionConfig
