@@ -347,7 +347,10 @@ def motion_shares(batch: EpisodeBatch, proj) -> dict[str, float]:
     motion = proj.motion(batch.state, batch.mask)
     known = motion.known
     n = int(known.sum())
-    share = lambda flags: float(flags[known].mean()) if n else float("nan")  # noqa: E731
+
+    def share(flags) -> float:  # of the known ally steps; NaN when none is known
+        return float(flags[known].mean()) if n else float("nan")
+
     return {
         "known_steps": n,
         "action_agreement": share(motion.agrees_with(batch.actions)),
