@@ -349,3 +349,30 @@ def test_report_merges_runs_and_refuses_overlaps(tmp_path):
     assert main(["report", str(poor), str(medium), "--out", str(tmp_path / "merged")]) == 0
     goal = json.loads((tmp_path / "merged" / "results.json").read_text())["goal"]
     assert [g["quality"] for g in goal] == ["poor", "medium"] and goal[0]["gain_points"]["mean"] == pytest.approx(3.0)
+
+
+def test_report_merges_every_finished_cell_of_a_run(tmp_path):
+    """A run's results.json covers its last command only (e.g. EAQ^-Q added later for 2 seeds);
+    merging must read every cell file, with the synthetic data's fidelity beside it."""
+    from eaq.pipeline.report import merge_runs
+
+    d = tmp_path / "run"
+    (d / "cells").mkdir(parents=True)
+    (d / "stages" / "3m-medium").mkdir(parents=True)
+    cells = [{"map": "3m", "quality": "medium", "variant": v, "seed": s, "normalized_return": 30.0 + s, "win_rate": 0.1}
+             for v in ("original", "eaq", "eaq-noq") for s in range(3) if v != "eaq-noq" or s < 2]
+    for c in cells:
+        (d / "cells" / f"3m-medium-{c['variant']}-s{c['seed']}.json").write_text(json.dumps(c))
+    fidelity = {"validity_rate": 0.9, "lengths": {"synthetic": {"mean": 17.0}}, "normalized_returns": {"synthetic": {"mean": 41.0}}}
+    (d / "stages" / "3m-medium" / "synthetic-eaq-s2-fidelity.json").write_text(json.dumps(fidelity))
+    # the last command's report: EAQ^-Q on seeds 0-1 only
+    (d / "results.json").write_text(json.dumps({"cells": [c for c in cells if c["variant"] == "eaq-noq"]}))
+    (d / "config.json").write_text(json.dumps({"benchmark": {"learner": "qmix-cql"}, "preset": {"offline_steps": 4000}}))
+    merged, header = merge_runs([d])
+    assert len(merged) == 8
+    assert "6 finished cell(s) beyond its last report included" in header
+    eaq2 = next(c for c in merged if c["variant"] == "eaq" and c["seed"] == 2)
+    assert eaq2["synthetic_normalized_return"] == 41.0 and eaq2["synthetic_validity_rate"] == 0.9
+    (d / "cells" / "3m-medium-eaq-s0.json").write_text("{not json")
+    with pytest.raises(ValueError, match="3m-medium-eaq-s0.json: not a benchmark cell"):
+        merge_runs([d])

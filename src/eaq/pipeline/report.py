@@ -232,32 +232,70 @@ def table_markdown(rows: list[dict[str, Any]], header: str = "", cells: list[dic
     return out.getvalue()
 
 
+def with_synthetic_fidelity(cell: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """``cell`` plus its synthetic data's validity rate, mean length and return, read from the
+    fidelity report the run saved beside that data, so a table can never hide degenerate
+    synthetic episodes (unchanged for ``original`` cells or when no report exists)."""
+    f = (Path(run_dir) / "stages" / f"{cell['map']}-{cell['quality']}"
+         / f"synthetic-{cell['variant']}-s{cell['seed']}-fidelity.json")
+    if cell["variant"] == "original" or not f.exists():
+        return cell
+    rep = json.loads(f.read_text())
+    return {
+        **cell,
+        "synthetic_validity_rate": rep["validity_rate"],
+        "synthetic_mean_length": rep["lengths"]["synthetic"]["mean"],
+        "synthetic_normalized_return": rep["normalized_returns"]["synthetic"]["mean"],
+    }
+
+
+def _finished_cells(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
+    """Every finished cell of a run and how many of them its last report (``results.json``)
+    leaves out. A run's report covers the cells of its last command only (e.g. EAQ^-Q added for
+    two seeds later), so merging reads the cell files, which every command keeps."""
+    results = run_dir / "results.json"
+    reported = json.loads(results.read_text())["cells"] if results.exists() else []
+    files = sorted((run_dir / "cells").glob("*.json"))
+    if not files:
+        if not results.exists():
+            raise FileNotFoundError(f"{results} not found: is {run_dir} a benchmark run that has written its report? "
+                                    "(re-running its eaq benchmark command writes it)")
+        return reported, 0
+    cells = []
+    for f in files:
+        try:
+            cells.append(with_synthetic_fidelity(json.loads(f.read_text()), run_dir))
+        except (json.JSONDecodeError, KeyError) as e:
+            raise ValueError(f"{f}: not a benchmark cell ({e})") from e
+    keys = {(c["map"], c["quality"], c["variant"], int(c["seed"])) for c in reported}
+    return cells, sum((c["map"], c["quality"], c["variant"], int(c["seed"])) not in keys for c in cells)
+
+
 def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
     """The finished cells of several benchmark runs as one set, and a header naming each run.
 
-    Each run must have written its report (``results.json``) and ``config.json``. A cell (map,
-    quality, variant, seed) may come from one run only. The header lists every run's learner and
-    the preset fields in which it differs from the first run's, since a merged table is only as
-    comparable as its runs' settings.
+    Each run needs its ``config.json`` and its cells (``cells/*.json``, or the ``results.json``
+    of its report). A cell (map, quality, variant, seed) may come from one run only. The header
+    lists every run's learner and the preset fields in which it differs from the first run's,
+    since a merged table is only as comparable as its runs' settings, and how many cells its last
+    report did not show.
     """
     cells: list[dict[str, Any]] = []
     origin: dict[tuple, str] = {}
     lines = []
     first_preset: dict[str, Any] | None = None
     for d in map(Path, run_dirs):
-        results, config = d / "results.json", d / "config.json"
-        for f in (results, config):
-            if not f.exists():
-                raise FileNotFoundError(f"{f} not found: is {d} a benchmark run that has written its report? "
-                                        "(re-running its eaq benchmark command writes it)")
+        config = d / "config.json"
+        run_cells, unreported = _finished_cells(d)
+        if not config.exists():
+            raise FileNotFoundError(f"{config} not found: is {d} a benchmark run?")
         try:
-            run_cells = json.loads(results.read_text())["cells"]
             cfg = json.loads(config.read_text())
             preset, learner = dict(cfg["preset"]), cfg["benchmark"]["learner"]
             for k, v in LEGACY_PRESET_DEFAULTS.items():  # fields added since the run was recorded
                 preset.setdefault(k, v)
         except (KeyError, json.JSONDecodeError) as e:
-            raise ValueError(f"{results} / {config}: not a benchmark report ({e})") from e
+            raise ValueError(f"{config}: not a benchmark configuration ({e})") from e
         for c in run_cells:
             key = (c["map"], c["quality"], c["variant"], int(c["seed"]))
             if key in origin:
@@ -270,6 +308,8 @@ def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
         else:
             changed = {k: preset.get(k) for k in set(preset) | set(first_preset) if first_preset.get(k) != preset.get(k)}
             diff = ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) or "same settings"
+        if unreported:
+            diff += f"; {unreported} finished cell(s) beyond its last report included"
         qualities = sorted({c["quality"] for c in run_cells}, key=_qorder)
         lines.append(f"- `{d.name}` ({learner}; {', '.join(qualities) or 'no cells'}): {diff}")
     header = "Merged benchmark runs (preset fields that differ from the first run's):\n" + "\n".join(lines)

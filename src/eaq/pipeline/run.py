@@ -42,7 +42,13 @@ from eaq.pipeline.config import (
     Preset,
     resolve_preset,
 )
-from eaq.pipeline.report import plot_bars, summarize, table_markdown, write_report
+from eaq.pipeline.report import (
+    plot_bars,
+    summarize,
+    table_markdown,
+    with_synthetic_fidelity,
+    write_report,
+)
 
 
 @dataclass(frozen=True)
@@ -517,7 +523,7 @@ class Benchmark:
     def report(self) -> dict[str, Path]:
         wanted = {c.key for c in self.config.cells()}
         cells = [c for c in self.finished_cells() if Cell(c["map"], c["quality"], c["variant"], c["seed"]).key in wanted]
-        cells = [self._with_fidelity(c) for c in cells]
+        cells = [with_synthetic_fidelity(c, self.dir) for c in cells]
         header = (
             f"EAQ benchmark `{self.dir.name}`, preset `{self.config.preset}`, learner `{self.config.learner}`, "
             f"{self.config.seeds} seed(s); written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
@@ -529,20 +535,6 @@ class Benchmark:
         paths.update(self._return_figures())
         print(table_markdown(rows, header, cells))  # plain: rich would wrap the markdown rows
         return paths
-
-    def _with_fidelity(self, cell: dict[str, Any]) -> dict[str, Any]:
-        """Adds the synthetic data's validity rate, mean length and return to an augmented cell,
-        so a table can never hide degenerate synthetic episodes."""
-        f = self.dir / "stages" / f"{cell['map']}-{cell['quality']}" / f"synthetic-{cell['variant']}-s{cell['seed']}-fidelity.json"
-        if cell["variant"] == "original" or not f.exists():
-            return cell
-        rep = json.loads(f.read_text())
-        return {
-            **cell,
-            "synthetic_validity_rate": rep["validity_rate"],
-            "synthetic_mean_length": rep["lengths"]["synthetic"]["mean"],
-            "synthetic_normalized_return": rep["normalized_returns"]["synthetic"]["mean"],
-        }
 
     def _return_figures(self) -> dict[str, Path]:
         from eaq.data.card import plot_returns
