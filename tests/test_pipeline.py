@@ -373,6 +373,11 @@ def test_report_merges_every_finished_cell_of_a_run(tmp_path):
     assert "6 finished cell(s) beyond its last report included" in header
     eaq2 = next(c for c in merged if c["variant"] == "eaq" and c["seed"] == 2)
     assert eaq2["synthetic_normalized_return"] == 41.0 and eaq2["synthetic_validity_rate"] == 0.9
+    (d / "results.json").write_text("{}")
+    with pytest.raises(ValueError, match="results.json: not a benchmark report"):
+        merge_runs([d])
+    (d / "results.json").unlink()
+    assert len(merge_runs([d])[0]) == 8  # the cell files alone are enough
     (d / "cells" / "3m-medium-eaq-s0.json").write_text("{not json")
     with pytest.raises(ValueError, match="3m-medium-eaq-s0.json: not a benchmark cell"):
         merge_runs([d])

@@ -254,7 +254,10 @@ def _finished_cells(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     leaves out. A run's report covers the cells of its last command only (e.g. EAQ^-Q added for
     two seeds later), so merging reads the cell files, which every command keeps."""
     results = run_dir / "results.json"
-    reported = json.loads(results.read_text())["cells"] if results.exists() else []
+    try:
+        reported = json.loads(results.read_text())["cells"] if results.exists() else []
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ValueError(f"{results}: not a benchmark report ({e})") from e
     files = sorted((run_dir / "cells").glob("*.json"))
     if not files:
         if not results.exists():
