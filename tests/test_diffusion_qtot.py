@@ -218,6 +218,10 @@ def test_a_copied_qtot_counts_as_the_same_for_resuming(qmix_dir, tmp_path):
     shutil.copytree(qmix_dir, copy)
     assert _same_qtot(str(qmix_dir), str(copy))
     record = json.loads((copy / "config.json").read_text())
+    # a Q_tot recorded before a config field existed (here cql_on_synthetic) is the same Q_tot
+    legacy = {**record, "config": {k: v for k, v in record["config"].items() if k != "cql_on_synthetic"}}
+    (copy / "config.json").write_text(json.dumps(legacy))
+    assert _same_qtot(str(qmix_dir), str(copy))
     record["config"]["lr"] = record["config"]["lr"] * 2
     (copy / "config.json").write_text(json.dumps(record))
     assert not _same_qtot(str(qmix_dir), str(copy))

@@ -35,6 +35,7 @@ from eaq.diffusion.diffusion import cosine_alpha_bars, diffusion_loss, ema_updat
 from eaq.diffusion.qloss import QtotApply, q_loss
 from eaq.diffusion.unet import TemporalUNet
 from eaq.env.smax import EnvSpec
+from eaq.offline.config import OfflineConfig
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -243,7 +244,11 @@ def _same_qtot(a: Any, b: Any) -> bool:
         ra, rb = (json.loads((Path(p) / "config.json").read_text()) for p in (a, b))
     except (OSError, ValueError):
         return False
-    return all(ra.get(k) == rb.get(k) for k in ("learner", "config", "spec", "data", "weights"))
+    try:  # a record saved before a config field existed holds that field's default
+        ca, cb = (OfflineConfig.from_dict(r["config"]).to_dict() for r in (ra, rb))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return ca == cb and all(ra.get(k) == rb.get(k) for k in ("learner", "spec", "data", "weights"))
 
 
 def _check_same_run(model_dir: Path, record: dict[str, Any]) -> None:
