@@ -125,6 +125,27 @@ def test_extend_from_continues_the_learners_and_reuses_every_stage(tiny_run):
         run_benchmark(BenchmarkConfig(**{**cfg.__dict__, "run": "x", "extend_from": "nope"}))
 
 
+def test_stages_from_trains_new_learners_on_an_earlier_runs_samples(tiny_run):
+    """--stages-from: a learner-side ablation (here CQL on real episodes only) reuses the Q_tot,
+    diffusion models and samples of an earlier run and trains only the learners."""
+    cfg, _ = tiny_run
+    realcql = (*TINY, ("synthetic_cql", False))
+    new = BenchmarkConfig(**{**cfg.__dict__, "overrides": realcql, "run": "realcql", "stages_from": cfg.run_dir.name})
+    bench = Benchmark(new)
+    bench.run()
+    assert not any(w in s for s in bench.log.times for w in ("Q_tot", "diffusion", "sample")), bench.log.times
+    assert sum("qmix-cql (20 updates)" in s for s in bench.log.times) == 3, bench.log.times
+    assert json.loads((new.run_dir / "config.json").read_text())["offline"]["cql_on_synthetic"] is False
+    assert json.loads((cfg.run_dir / "config.json").read_text())["offline"]["cql_on_synthetic"] is True
+    assert {f.stem for f in (new.run_dir / "cells").glob("*.json")} == {f"3m-poor-{v}-s0" for v in ("original", "eaq-noq", "eaq")}
+    # a stage setting may not differ, and the two ways of seeding a run exclude each other
+    with pytest.raises(ValueError, match="preset.diffusion_steps"):
+        run_benchmark(BenchmarkConfig(**{**cfg.__dict__, "overrides": (*realcql, ("diffusion_steps", 21)), "run": "bad2",
+                                         "stages_from": cfg.run_dir.name}))
+    with pytest.raises(ValueError, match="choose one"):
+        BenchmarkConfig(**{**cfg.__dict__, "run": "bad3", "stages_from": cfg.run_dir.name, "extend_from": cfg.run_dir.name}).validate()
+
+
 def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
     """An old run's config.json has no q_target: it was trained with the whole-episode Q loss,
     so only a config asking for "episode" may resume it (no training happens here)."""

@@ -42,6 +42,11 @@ class Benchmark:
     extend_from: str | None = None
     """Continue an earlier run's learners for longer: reuse run EXTEND_FROM's stages and resume
     each cell's learner from its checkpoint (only --offline-steps, raised, may differ)."""
+    stages_from: str | None = None
+    """Train fresh learners on an earlier run's stages: copy run STAGES_FROM's Q_tot guides,
+    diffusion models and synthetic data into this new run (only the learner, --offline-steps,
+    --synthetic-cql and --synthetic-weight may differ), e.g. to compare learners on one set of
+    samples."""
     q_weight: float | None = None
     """Override eta, the Q_tot loss weight of the 'eaq' variant (every preset: 0.03)."""
     q_target: QTarget | None = None
@@ -149,6 +154,7 @@ class Benchmark:
             run=self.run_name,
             cache_dir=self.cache_dir,
             extend_from=self.extend_from,
+            stages_from=self.stages_from,
             stages_only=self.stages_only,
         )
 

@@ -87,6 +87,11 @@ class BenchmarkConfig:
     training: its stages (Q_tot, diffusion models, synthetic data) are reused and every cell's
     learner resumes from its last checkpoint. Only offline_steps (raised) and eval_episodes may
     differ; the earlier run is left untouched."""
+    stages_from: str | None = None
+    """Name of an earlier run (under the same results root) whose stages (Q_tot guides, diffusion
+    models, synthetic data) this new run reuses, training fresh learners on them: for ablations on
+    the learner side. Only the learner and its settings (offline_steps, eval_episodes,
+    synthetic_cql, synthetic_weight) may differ; the earlier run is left untouched."""
     stages_only: bool = False
     """Prepare what the cells need (datasets, Q_tot, diffusion models, synthetic data) and stop
     before the learners: run the model-heavy stages where compute is cheap (a GPU), then resume
@@ -112,6 +117,8 @@ class BenchmarkConfig:
             raise ValueError(f"unknown behaviour size {self.behaviour!r}; choose default or tiny")
         if self.seeds < 1:
             raise ValueError("seeds must be >= 1")
+        if self.extend_from and self.stages_from:
+            raise ValueError("--extend-from and --stages-from both seed a run from another: choose one")
         resolve_preset(self.preset, dict(self.overrides))
         return self
 
@@ -449,43 +456,70 @@ class Benchmark:
         """Seeds this run with an earlier run's stages and learner checkpoints (see
         BenchmarkConfig.extend_from). Resuming a learner with more steps is exact: the PRNG key
         is part of its checkpoint, so the result equals training that many steps straight."""
-        src = Path(self.config.out) / name
-        src_cfg = src / "config.json"
-        if src.resolve() == self.dir.resolve():
-            raise ValueError(f"--extend-from {name}: a run cannot extend itself; name a new run with --run")
-        if not src_cfg.exists():
-            raise FileNotFoundError(f"{src_cfg}: no benchmark run '{name}' to extend (missing config.json)")
-        if (self.dir / "config.json").exists():
-            return  # already seeded (this is a resume)
-        old = _read_run_record(src_cfg)
-        free = {"offline_steps", "eval_episodes"}
-        mine = {k: v for k, v in dataclasses.asdict(self.preset).items() if k not in free}
-        theirs = {k: v for k, v in old.get("preset", {}).items() if k not in free}
-        new = {"preset": mine, "diffusion": _diffusion_record(self.preset), "offline": _offline_record(self.preset, self.config.learner)}
-        diff = _differing({**old, "preset": theirs, "benchmark": {}}, {**new, "benchmark": {}})
-        if diff:
-            raise ValueError(f"{src_cfg}: run '{name}' used other stage or learner settings ({', '.join(diff)}); "
-                             "--extend-from only continues the learners (offline_steps, eval_episodes)")
-        same = ("learner", "data_seed", "behaviour", "band")
-        for k in same:
-            if json.dumps(old["benchmark"].get(k)) != json.dumps(getattr(self.config, k)):
-                raise ValueError(f"{src_cfg}: run '{name}' used {k}={old['benchmark'].get(k)!r}, this run {getattr(self.config, k)!r}")
+        old = self._seed_from(name, "--extend-from", free={"offline_steps", "eval_episodes"}, same_learner=True)
+        if old is None:
+            return
         if self.preset.offline_steps < old["preset"]["offline_steps"]:
             raise ValueError(f"--extend-from {name}: offline_steps {self.preset.offline_steps} is below that run's "
                              f"{old['preset']['offline_steps']}; a learner can only be trained further")
+        self._copy_stages(name, with_learners=True)
+        self.console.print(f"[dim]extending run '{name}': stages and learner checkpoints copied[/]")
+
+    def _stages_from(self, name: str) -> None:
+        """Seeds this run with an earlier run's stages only (see BenchmarkConfig.stages_from)."""
+        free = {"offline_steps", "eval_episodes", "synthetic_cql", "synthetic_weight"}
+        if self._seed_from(name, "--stages-from", free=free, same_learner=False) is None:
+            return
+        self._copy_stages(name, with_learners=False)
+        self.console.print(f"[dim]run '{self.dir.name}': the stages of run '{name}' copied; the learners train anew[/]")
+
+    def _seed_from(self, name: str, flag: str, free: set[str], same_learner: bool) -> dict[str, Any] | None:
+        """The earlier run's record after checking that it prepared the same stages (and, with
+        ``same_learner``, the same learner) as this run; None when this run is a resume."""
+        src_cfg = Path(self.config.out) / name / "config.json"
+        if src_cfg.parent.resolve() == self.dir.resolve():
+            raise ValueError(f"{flag} {name}: a run cannot be seeded from itself; name a new run with --run")
+        if not src_cfg.exists():
+            raise FileNotFoundError(f"{src_cfg}: no benchmark run '{name}' to reuse (missing config.json)")
+        if (self.dir / "config.json").exists():
+            return None  # already seeded (this is a resume)
+        old = _read_run_record(src_cfg)
+        mine = {k: v for k, v in dataclasses.asdict(self.preset).items() if k not in free}
+        theirs = {k: v for k, v in old.get("preset", {}).items() if k not in free}
+        new = {"preset": mine, "diffusion": _diffusion_record(self.preset)}
+        if same_learner:
+            new["offline"] = _offline_record(self.preset, self.config.learner)
+        else:
+            old = {**old, "offline": None}
+        diff = _differing({**old, "preset": theirs, "benchmark": {}}, {**new, "benchmark": {}})
+        if diff:
+            what = "stage or learner settings" if same_learner else "stage settings"
+            raise ValueError(f"{src_cfg}: run '{name}' used other {what} ({', '.join(diff)}); {flag} allows only "
+                             f"{', '.join(sorted(free))}{'' if same_learner else ' and the learner'} to differ")
+        same = ("learner", "data_seed", "behaviour", "band") if same_learner else ("data_seed", "behaviour", "band")
+        for k in same:
+            if json.dumps(old["benchmark"].get(k)) != json.dumps(getattr(self.config, k)):
+                raise ValueError(f"{src_cfg}: run '{name}' used {k}={old['benchmark'].get(k)!r}, this run {getattr(self.config, k)!r}")
+        return old
+
+    def _copy_stages(self, name: str, with_learners: bool) -> None:
         import shutil
 
+        src = Path(self.config.out) / name
         if (src / "stages").exists():
             shutil.copytree(src / "stages", self.dir / "stages", dirs_exist_ok=True)
+        if not with_learners:
+            return
         for cell_dir in sorted(p for p in (src / "cells").glob("*") if p.is_dir()):
             # the directories only (checkpoints): the cell results (.json) are this run's to write
             shutil.copytree(cell_dir, self.dir / "cells" / cell_dir.name, dirs_exist_ok=True)
-        self.console.print(f"[dim]extending run '{name}': stages and learner checkpoints copied[/]")
 
     def run(self) -> dict[str, Path]:
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.config.extend_from:
             self._extend_from(self.config.extend_from)
+        if self.config.stages_from:
+            self._stages_from(self.config.stages_from)
         self._record_config()
         cells = self.config.cells()
         if self.config.stages_only:
