@@ -394,6 +394,10 @@ def test_report_merges_every_finished_cell_of_a_run(tmp_path):
     assert "6 finished cell(s) beyond its last report included" in header
     eaq2 = next(c for c in merged if c["variant"] == "eaq" and c["seed"] == 2)
     assert eaq2["synthetic_normalized_return"] == 41.0 and eaq2["synthetic_validity_rate"] == 0.9
+    (d / "stages" / "3m-medium" / "synthetic-eaq-s2-fidelity.json").write_text(json.dumps({"validity_rate": 0.9}))
+    with pytest.raises(ValueError, match="synthetic-eaq-s2-fidelity.json: not a fidelity report"):
+        merge_runs([d])
+    (d / "stages" / "3m-medium" / "synthetic-eaq-s2-fidelity.json").write_text(json.dumps(fidelity))
     (d / "results.json").write_text("{}")
     with pytest.raises(ValueError, match="results.json: not a benchmark report"):
         merge_runs([d])

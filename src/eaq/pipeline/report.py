@@ -240,13 +240,16 @@ def with_synthetic_fidelity(cell: dict[str, Any], run_dir: str | Path) -> dict[s
          / f"synthetic-{cell['variant']}-s{cell['seed']}-fidelity.json")
     if cell["variant"] == "original" or not f.exists():
         return cell
-    rep = json.loads(f.read_text())
-    return {
-        **cell,
-        "synthetic_validity_rate": rep["validity_rate"],
-        "synthetic_mean_length": rep["lengths"]["synthetic"]["mean"],
-        "synthetic_normalized_return": rep["normalized_returns"]["synthetic"]["mean"],
-    }
+    try:
+        rep = json.loads(f.read_text())
+        return {
+            **cell,
+            "synthetic_validity_rate": rep["validity_rate"],
+            "synthetic_mean_length": rep["lengths"]["synthetic"]["mean"],
+            "synthetic_normalized_return": rep["normalized_returns"]["synthetic"]["mean"],
+        }
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{f}: not a fidelity report ({e!r})") from e
 
 
 def _finished_cells(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
