@@ -77,5 +77,8 @@ class OfflineConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OfflineConfig:
+        """A config from a saved record. A field missing from an older record takes its default,
+        so a field added later must default to the behaviour from before it (cql_on_synthetic:
+        True); records of resumed runs and copied Q_tot guides are compared this way."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})

@@ -204,7 +204,11 @@ def _read_run_record(path: Path) -> dict[str, Any]:
         # fields added to the model config since: their legacy values, by the config's own rule
         old["diffusion"] = _without_seed(DiffusionConfig.from_dict(old["diffusion"]).to_dict())
     if "offline" in old:
-        old["offline"].setdefault("cql_on_synthetic", True)  # before the field: CQL on every episode
+        from eaq.offline import OfflineConfig
+
+        # fields added to the learner config since: their defaults, by the config's own rule
+        full = OfflineConfig.from_dict(old["offline"]).to_dict()
+        old["offline"] = {k: v for k, v in full.items() if k not in _PER_CELL_OFFLINE}
     if "offline" not in old and old.get("preset") and old.get("benchmark"):
         # recorded before the learner config was: today's defaults but for the CQL weight
         old["offline"] = _offline_record(Preset(**old["preset"]), old["benchmark"].get("learner", "qmix-cql"))
