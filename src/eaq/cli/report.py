@@ -14,7 +14,8 @@ class Report:
     (e.g. Poor, Medium and Good from separate runs). Each run's differing settings are listed."""
 
     runs: tyro.conf.Positional[tuple[Path, ...]]
-    """Benchmark run directories (results/<run>), each with results.json and config.json."""
+    """Benchmark run directories (results/<run>), each with config.json and its cell files (cells/*.json,
+    or results.json); the cells of one map and quality must come from one learner and training length."""
     out: Path | None = None
     """Also write results.csv, results.json, table.md and bars.png here."""
 

@@ -105,9 +105,12 @@ def goal_check(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     Per seed (those common to all such maps), the EAQ - original and EAQ - EAQ^-Q differences are
     averaged over maps; the CI is over seeds. The relative gain is of the mean over maps and seeds.
     Medium and Poor meet the goal when the gain reaches the paper's margin and the paired CI is
-    above 0; Good when EAQ is not significantly below original.
+    above 0; Good when EAQ is not significantly below original. Failed cells (an EAQ variant that
+    made no valid episode) have no return to average: they are listed in the row, and a failed EAQ
+    cell means the goal is not met (leaving it out would favour EAQ).
     """
     groups = group_cells([c for c in cells if c.get("status", "ok") == "ok"])
+    failed = [c for c in cells if c.get("status", "ok") != "ok"]
     out = []
     for q in sorted({k[1] for k in groups}, key=_qorder):
         maps = sorted(m for (m, qq, v) in groups if qq == q and v == "eaq" and (m, q, "original") in groups)
@@ -133,6 +136,11 @@ def goal_check(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:  # Good: not degraded (with one seed, no interval: the mean decides)
             row["met"] = bool(gain.mean >= 0 or gain.hi >= 0)
         row["enough_seeds"] = len(seeds) >= GOAL_SEEDS
+        q_failed = [c for c in failed if c["quality"] == q]
+        if q_failed:
+            row["failed_cells"] = [f"{c['map']}-{c['variant']}-s{c['seed']}" for c in q_failed]
+            if any(c["variant"] == "eaq" for c in q_failed):
+                row["met"] = False
         out.append(row)
     return out
 
@@ -151,6 +159,8 @@ def goal_markdown(goal: list[dict[str, Any]]) -> str:
         paper = g.get("paper_gain_percent")
         target = f">= +{paper} %, CI above 0" if paper is not None else "not significantly below 0"
         met = ("yes" if g["met"] else "no") + ("" if g["enough_seeds"] else f" (< {GOAL_SEEDS} seeds: indicative)")
+        if g.get("failed_cells"):
+            met += f" ({len(g['failed_cells'])} failed cell(s) without a return: {', '.join(g['failed_cells'])})"
         noq = g.get("vs_noq_points")
         noq_txt = "—"
         if noq is not None:
@@ -259,8 +269,8 @@ def _finished_cells(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     results = run_dir / "results.json"
     try:
         reported = json.loads(results.read_text())["cells"] if results.exists() else []
-    except (KeyError, json.JSONDecodeError) as e:
-        raise ValueError(f"{results}: not a benchmark report ({e})") from e
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{results}: not a benchmark report ({e!r})") from e
     files = sorted((run_dir / "cells").glob("*.json"))
     if not files:
         if not results.exists():
@@ -271,8 +281,8 @@ def _finished_cells(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     for f in files:
         try:
             cells.append(with_synthetic_fidelity(json.loads(f.read_text()), run_dir))
-        except (json.JSONDecodeError, KeyError) as e:
-            raise ValueError(f"{f}: not a benchmark cell ({e})") from e
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{f}: not a benchmark cell ({e!r})") from e
     keys = {(c["map"], c["quality"], c["variant"], int(c["seed"])) for c in reported}
     return cells, sum((c["map"], c["quality"], c["variant"], int(c["seed"])) not in keys for c in cells)
 
@@ -281,7 +291,8 @@ def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
     """The finished cells of several benchmark runs as one set, and a header naming each run.
 
     Each run needs its ``config.json`` and its cells (``cells/*.json``, or the ``results.json``
-    of its report). A cell (map, quality, variant, seed) may come from one run only. The header
+    of its report). A cell (map, quality, variant, seed) may come from one run only, and the
+    cells of one map and quality from runs of one learner and training length. The header
     lists every run's learner and the preset fields in which it differs from the first run's,
     since a merged table is only as comparable as its runs' settings, and how many cells its last
     report did not show.
@@ -290,6 +301,7 @@ def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
     origin: dict[tuple, str] = {}
     lines = []
     first_preset: dict[str, Any] | None = None
+    learners: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)  # (map, quality) -> {learner: run}
     for d in map(Path, run_dirs):
         config = d / "config.json"
         run_cells, unreported = _finished_cells(d)
@@ -300,8 +312,17 @@ def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
             preset, learner = dict(cfg["preset"]), cfg["benchmark"]["learner"]
             for k, v in LEGACY_PRESET_DEFAULTS.items():  # fields added since the run was recorded
                 preset.setdefault(k, v)
-        except (KeyError, json.JSONDecodeError) as e:
-            raise ValueError(f"{config}: not a benchmark configuration ({e})") from e
+        except (KeyError, TypeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{config}: not a benchmark configuration ({e!r})") from e
+        # The cells of one map and quality are compared with each other (paired by seed): they must
+        # come from one learner trained as long, or a difference would measure the learners.
+        trained = f"{learner}, {preset.get('offline_steps')} updates"
+        for m, q in sorted({(c["map"], c["quality"]) for c in run_cells}):
+            other = next(((t, r) for t, r in learners[(m, q)].items() if t != trained), None)
+            if other is not None:
+                raise ValueError(f"{m} {q}: cells from {other[1]} ({other[0]}) and {d} ({trained}) would be compared "
+                                 "across learners; merge runs of one learner and length")
+            learners[(m, q)].setdefault(trained, str(d))
         for c in run_cells:
             key = (c["map"], c["quality"], c["variant"], int(c["seed"]))
             if key in origin:
