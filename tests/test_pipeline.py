@@ -144,6 +144,14 @@ def test_stages_from_trains_new_learners_on_an_earlier_runs_samples(tiny_run):
                                          "stages_from": cfg.run_dir.name}))
     with pytest.raises(ValueError, match="choose one"):
         BenchmarkConfig(**{**cfg.__dict__, "run": "bad3", "stages_from": cfg.run_dir.name, "extend_from": cfg.run_dir.name}).validate()
+    # a run is seeded when it starts: a resume may not name another source, nor one for a run
+    # that began with stages of its own; a resume without the flag keeps the recorded source
+    with pytest.raises(ValueError, match=f"was started from run '{cfg.run_dir.name}'; --stages-from nope can only seed a new run"):
+        run_benchmark(BenchmarkConfig(**{**new.__dict__, "stages_from": "nope"}))
+    with pytest.raises(ValueError, match="was started with stages of its own; --stages-from realcql"):
+        run_benchmark(BenchmarkConfig(**{**cfg.__dict__, "stages_from": "realcql"}))
+    Benchmark(BenchmarkConfig(**{**new.__dict__, "stages_from": None}))._record_config()
+    assert json.loads((new.run_dir / "config.json").read_text())["benchmark"]["stages_from"] == cfg.run_dir.name
 
 
 def test_runs_saved_before_q_target_resume_as_episode(tmp_path):
@@ -219,12 +227,15 @@ def test_a_run_of_older_preset_defaults_is_refused_with_the_flags_that_resume_it
         args = tyro.cli(BenchmarkArgs, args=["--preset", "smoke", "--maps", "3m", "--out", str(tmp_path), "--run", "old", *flags])
         Benchmark(args.config())._record_config()
 
-    old = ("--q-weight", "0.1", "--observations", "generated", "--no-actions-from-motion", "--inpaint-prefix", "0")
+    old = ("--q-weight", "0.0123456789", "--observations", "generated", "--no-actions-from-motion", "--inpaint-prefix", "0")
     record(*old)
     with pytest.raises(ValueError, match="this run used --no-actions-from-motion --inpaint-prefix 0 --observations generated "
-                                         "--q-weight 0.1: pass them to resume"):
+                                         "--q-weight 0.0123456789: pass them to resume"):
         record()
     record(*old)  # resumes
+    with pytest.raises(ValueError, match=r"learner\); use --run NAME") as refused:
+        record(*old, "--learner", "bc")  # no preset flag resumes a run of another learner
+    assert "this run used" not in str(refused.value)
     demo = BenchmarkConfig(maps=("3m",), qualities=("poor",), preset="smoke", out=tmp_path, run="old")
     with pytest.raises(ValueError, match=r"\(preset\.[^;]*\); use --run NAME") as refused:
         Benchmark(demo, command="eaq demo --run old")._record_config()  # the demo has no flags to suggest
@@ -251,6 +262,21 @@ def test_bad_names_are_rejected(tmp_path):
         BenchmarkConfig(maps=("3z",)).validate()
     with pytest.raises(ValueError, match="quality"):
         BenchmarkConfig(qualities=("excellent",)).validate()
+    with pytest.raises(ValueError, match="variants lists eaq, eaq: name each once"):
+        BenchmarkConfig(variants=("eaq", "eaq")).validate()
+
+
+def test_malformed_run_files_are_named(tmp_path):
+    base = dict(maps=("3m",), qualities=("poor",), preset="smoke", overrides=TINY, out=tmp_path, run="r")
+    bench = Benchmark(BenchmarkConfig(**base))
+    bench._record_config()
+    (tmp_path / "r" / "cells").mkdir()
+    (tmp_path / "r" / "cells" / "3m-poor-eaq-s0.json").write_text('{"map": "3m"}')
+    with pytest.raises(ValueError, match=r"3m-poor-eaq-s0.json: not a benchmark cell .*delete it"):
+        bench.finished_cells()
+    (tmp_path / "r" / "config.json").write_text('{"preset": {"no_such_field": 1}}')
+    with pytest.raises(ValueError, match=r"r/config.json: not a benchmark run record"):
+        Benchmark(BenchmarkConfig(**base))._record_config()
 
 
 def test_report_lists_failed_cells_and_keeps_them_out_of_the_means():
@@ -268,6 +294,21 @@ def test_report_lists_failed_cells_and_keeps_them_out_of_the_means():
     assert rows[0]["normalized_return"]["mean"] == 41.0
     table = table_markdown(rows, cells=cells)
     assert "Failed cell" in table and "none of 2048 samples" in table
+
+
+def test_a_failed_eaq_cell_is_named_in_the_goal_and_fails_it():
+    """Leaving a failed EAQ cell out of the goal's average would favour EAQ: the row names it
+    and is not met, although the cells that did finish gain +10 points."""
+    from eaq.pipeline.report import goal_check, goal_markdown
+
+    cells = [{"map": m, "quality": "medium", "variant": v, "seed": s, "normalized_return": 30.0 + s + (10.0 if v == "eaq" else 0.0),
+              "win_rate": 0.1} for m in ("3m", "8m") for v in ("original", "eaq") for s in range(5)]
+    (goal,) = goal_check(cells)
+    assert goal["met"] and "failed_cells" not in goal
+    failed = {"map": "2s3z", "quality": "medium", "variant": "eaq", "seed": 0, "status": "no valid synthetic episodes"}
+    (goal,) = goal_check([*cells, failed])
+    assert goal["maps"] == ["3m", "8m"] and goal["failed_cells"] == ["2s3z-eaq-s0"] and not goal["met"]
+    assert "no (1 failed cell(s) without a return: 2s3z-eaq-s0)" in goal_markdown([goal])
 
 
 def test_report_pairs_by_seed_and_checks_the_goal_averaged_over_maps():
@@ -343,16 +384,16 @@ def test_report_merges_runs_and_refuses_overlaps(tmp_path):
     from eaq.cli import main
     from eaq.pipeline.report import merge_runs
 
-    def fake_run(name, quality, offline_steps, **preset_fields):
+    def fake_run(name, quality, offline_steps, seeds=range(2), learner="qmix-cql", **preset_fields):
         d = tmp_path / name
         d.mkdir()
         cells = [
             {"map": "3m", "quality": quality, "variant": v, "seed": s, "normalized_return": 20.0 + s + (3.0 if v == "eaq" else 0.0), "win_rate": 0.1}
-            for v in ("original", "eaq") for s in range(2)
+            for v in ("original", "eaq") for s in seeds
         ]
         (d / "results.json").write_text(json.dumps({"cells": cells}))
         preset = {"offline_steps": offline_steps, "qtot_steps": 1000, **preset_fields}
-        (d / "config.json").write_text(json.dumps({"benchmark": {"learner": "qmix-cql"}, "preset": preset}))
+        (d / "config.json").write_text(json.dumps({"benchmark": {"learner": learner}, "preset": preset}))
         return d
 
     poor, medium = fake_run("a", "poor", 1000), fake_run("b", "medium", 4000, cql_weight=0.3)
@@ -367,6 +408,15 @@ def test_report_merges_runs_and_refuses_overlaps(tmp_path):
         merge_runs([poor, fake_run("c", "poor", 1000)])
     with pytest.raises(FileNotFoundError, match="results.json not found"):
         merge_runs([tmp_path / "missing"])
+    # more seeds of one map and quality, but from another learner or training length: refused
+    for name, steps, learner in (("e", 4000, "qmix-cql"), ("f", 1000, "bc")):
+        with pytest.raises(ValueError, match=f"3m poor: cells from .*a \\(qmix-cql, 1000 updates\\) and .*{name} "
+                                             f"\\({learner}, {steps} updates\\) would be compared across learners"):
+            merge_runs([poor, fake_run(name, "poor", steps, seeds=range(2, 4), learner=learner)])
+    assert len(merge_runs([poor, fake_run("g", "poor", 1000, seeds=range(2, 4))])[0]) == 8
+    (tmp_path / "g" / "results.json").write_text("[]")
+    with pytest.raises(ValueError, match="results.json: not a benchmark report"):
+        merge_runs([tmp_path / "g"])
     assert main(["report", str(poor), str(medium), "--out", str(tmp_path / "merged")]) == 0
     goal = json.loads((tmp_path / "merged" / "results.json").read_text())["goal"]
     assert [g["quality"] for g in goal] == ["poor", "medium"] and goal[0]["gain_points"]["mean"] == pytest.approx(3.0)

@@ -115,6 +115,9 @@ class BenchmarkConfig:
             raise ValueError(f"unknown learner {self.learner!r}; choose from {', '.join(LEARNERS)}")
         if self.behaviour not in ("default", "tiny"):
             raise ValueError(f"unknown behaviour size {self.behaviour!r}; choose default or tiny")
+        for name, values in (("maps", self.maps), ("qualities", self.qualities), ("variants", self.variants)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} lists {', '.join(values)}: name each once")
         if self.seeds < 1:
             raise ValueError("seeds must be >= 1")
         if self.extend_from and self.stages_from:
@@ -193,7 +196,13 @@ def _diffusion_record(preset: Preset, legacy: bool = False) -> dict[str, Any]:
 
 def _read_run_record(path: Path) -> dict[str, Any]:
     """A run's config.json, with fields added since it was written given the values they had."""
-    old = json.loads(path.read_text())
+    try:
+        return _complete_run_record(json.loads(path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a benchmark run record ({e!r})") from e
+
+
+def _complete_run_record(old: dict[str, Any]) -> dict[str, Any]:
     if old.get("preset"):
         for k, v in LEGACY_PRESET_DEFAULTS.items():
             old["preset"].setdefault(k, v)
@@ -266,8 +275,28 @@ def _resume_flags(old_preset: dict[str, Any], new_preset: dict[str, Any]) -> lis
         if isinstance(v, bool):
             flags.append(flag if v else "--no-" + flag[2:])
         else:
-            flags.append(f"{flag} {v:g}" if isinstance(v, float) else f"{flag} {v}")
+            flags.append(f"{flag} {_exact(v)}" if isinstance(v, float) else f"{flag} {v}")
     return flags
+
+
+def _exact(x: float) -> str:
+    """The shortest text that reads back as ``x`` (3.0 -> "3", 0.0123456789 unrounded)."""
+    text = repr(x)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _preset_explains(old: dict[str, Any], learner: str) -> bool:
+    """Whether an old run's preset alone reproduces its whole record (model, learner), i.e.
+    whether preset flags can resume it; not when, e.g., its learner or the size preset's model
+    differ."""
+    try:
+        preset = Preset(**old["preset"])
+    except (KeyError, TypeError):
+        return False
+    mine = {"diffusion": _diffusion_record(preset), "offline": _offline_record(preset, learner), "learner": learner}
+    theirs = {"diffusion": old.get("diffusion"), "offline": old.get("offline"),
+              "learner": (old.get("benchmark") or {}).get("learner")}
+    return json.loads(json.dumps(mine, default=str)) == json.loads(json.dumps(theirs, default=str))
 
 
 def _offline_config(
@@ -321,10 +350,12 @@ class Benchmark:
         path = self.dir / "config.json"
         if path.exists():
             old = _read_run_record(path)
+            self._check_seeding(path, old, record)
             diff = _differing(old, record)
             if diff:
                 # (eaq demo has no such flags: its remedy is the new run name below)
-                flags = [] if self.command.startswith("eaq demo") else _resume_flags(old.get("preset") or {}, record["preset"])
+                settable = not self.command.startswith("eaq demo") and _preset_explains(old, self.config.learner)
+                flags = _resume_flags(old.get("preset") or {}, record["preset"]) if settable else []
                 hint = f" (this run used {' '.join(flags)}: pass {'it' if len(flags) == 1 else 'them'} to resume)" if flags else ""
                 raise ValueError(
                     f"{path}: run '{self.dir.name}' was started with another preset, diffusion model or learner "
@@ -334,12 +365,32 @@ class Benchmark:
             # Later calls may add maps, qualities, variants or seeds to the same run.
         atomic_write_text(path, json.dumps(record, indent=2, default=str))
 
+    def _check_seeding(self, path: Path, old: dict[str, Any], record: dict[str, Any]) -> None:
+        """A run is seeded (--stages-from, --extend-from) when it starts, never on a resume: a
+        resume naming another source (or a source for a run that had its own stages) is refused;
+        one naming none keeps the recorded source."""
+        was = old.get("benchmark") or {}
+        for key, flag in (("stages_from", "--stages-from"), ("extend_from", "--extend-from")):
+            then, now = was.get(key), getattr(self.config, key)
+            if now and now != then:
+                start = f"from run '{then}'" if then else "with stages of its own"
+                raise ValueError(f"{path}: run '{self.dir.name}' was started {start}; {flag} {now} can only seed a new "
+                                 "run: use --run NAME")
+            record["benchmark"][key] = then
+
     def cell_file(self, cell: Cell) -> Path:
         return self.dir / "cells" / f"{cell.key}.json"
 
     def finished_cells(self) -> list[dict[str, Any]]:
-        files = sorted((self.dir / "cells").glob("*.json"))
-        return [json.loads(f.read_text()) for f in files]
+        out = []
+        for f in sorted((self.dir / "cells").glob("*.json")):
+            try:
+                cell = json.loads(f.read_text())
+                Cell(cell["map"], cell["quality"], cell["variant"], int(cell["seed"]))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{f}: not a benchmark cell ({e!r}); delete it to recompute the cell") from e
+            out.append(cell)
+        return out
 
     # ---- stages ------------------------------------------------------------------------
     def original(self, m: str, q: str) -> EpisodeBatch:
@@ -406,8 +457,9 @@ class Benchmark:
                 oversample=k, match_wins=self.preset.synthetic_match_wins and k > 1,
                 select_by=self.preset.synthetic_select_by, snap_motion=self.preset.snap_motion,
             )
-            save_dataset(batch, out, force=True)
+            # the report first: the dataset's meta.json marks the stage done on a resume
             report.save_json(out.with_name(out.name + "-fidelity.json"))
+            save_dataset(batch, out, force=True)
         return batch
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
@@ -483,10 +535,10 @@ class Benchmark:
         src_cfg = Path(self.config.out) / name / "config.json"
         if src_cfg.parent.resolve() == self.dir.resolve():
             raise ValueError(f"{flag} {name}: a run cannot be seeded from itself; name a new run with --run")
+        if (self.dir / "config.json").exists():
+            return None  # already seeded (a resume; _record_config checks it was seeded from `name`)
         if not src_cfg.exists():
             raise FileNotFoundError(f"{src_cfg}: no benchmark run '{name}' to reuse (missing config.json)")
-        if (self.dir / "config.json").exists():
-            return None  # already seeded (this is a resume)
         old = _read_run_record(src_cfg)
         mine = {k: v for k, v in dataclasses.asdict(self.preset).items() if k not in free}
         theirs = {k: v for k, v in old.get("preset", {}).items() if k not in free}
@@ -502,8 +554,9 @@ class Benchmark:
                              f"{', '.join(sorted(free))}{'' if same_learner else ' and the learner'} to differ")
         same = ("learner", "data_seed", "behaviour", "band") if same_learner else ("data_seed", "behaviour", "band")
         for k in same:
-            if json.dumps(old["benchmark"].get(k)) != json.dumps(getattr(self.config, k)):
-                raise ValueError(f"{src_cfg}: run '{name}' used {k}={old['benchmark'].get(k)!r}, this run {getattr(self.config, k)!r}")
+            theirs = (old.get("benchmark") or {}).get(k)
+            if json.dumps(theirs) != json.dumps(getattr(self.config, k)):
+                raise ValueError(f"{src_cfg}: run '{name}' used {k}={theirs!r}, this run {getattr(self.config, k)!r}")
         return old
 
     def _copy_stages(self, name: str, with_learners: bool) -> None:
