@@ -414,9 +414,10 @@ def test_report_merges_runs_and_refuses_overlaps(tmp_path):
                                              f"\\({learner}, {steps} updates\\) would be compared across learners"):
             merge_runs([poor, fake_run(name, "poor", steps, seeds=range(2, 4), learner=learner)])
     assert len(merge_runs([poor, fake_run("g", "poor", 1000, seeds=range(2, 4))])[0]) == 8
-    (tmp_path / "g" / "results.json").write_text("[]")
-    with pytest.raises(ValueError, match="results.json: not a benchmark report"):
-        merge_runs([tmp_path / "g"])
+    for bad in ("[]", '{"cells": [{"map": "3m"}]}'):
+        (tmp_path / "g" / "results.json").write_text(bad)
+        with pytest.raises(ValueError, match="results.json: not a benchmark report"):
+            merge_runs([tmp_path / "g"])
     assert main(["report", str(poor), str(medium), "--out", str(tmp_path / "merged")]) == 0
     goal = json.loads((tmp_path / "merged" / "results.json").read_text())["goal"]
     assert [g["quality"] for g in goal] == ["poor", "medium"] and goal[0]["gain_points"]["mean"] == pytest.approx(3.0)

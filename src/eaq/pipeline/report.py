@@ -269,7 +269,8 @@ def _finished_cells(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     results = run_dir / "results.json"
     try:
         reported = json.loads(results.read_text())["cells"] if results.exists() else []
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        keys = {(c["map"], c["quality"], c["variant"], int(c["seed"])) for c in reported}
+    except (KeyError, TypeError, ValueError) as e:  # (json.JSONDecodeError is a ValueError)
         raise ValueError(f"{results}: not a benchmark report ({e!r})") from e
     files = sorted((run_dir / "cells").glob("*.json"))
     if not files:
@@ -283,7 +284,6 @@ def _finished_cells(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
             cells.append(with_synthetic_fidelity(json.loads(f.read_text()), run_dir))
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ValueError(f"{f}: not a benchmark cell ({e!r})") from e
-    keys = {(c["map"], c["quality"], c["variant"], int(c["seed"])) for c in reported}
     return cells, sum((c["map"], c["quality"], c["variant"], int(c["seed"])) not in keys for c in cells)
 
 
