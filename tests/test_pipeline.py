@@ -335,6 +335,12 @@ def test_report_pairs_by_seed_and_checks_the_goal_averaged_over_maps():
     assert goal["medium"]["met"] and not goal["medium"]["enough_seeds"]
     assert goal["good"]["gain_points"]["hi"] < 0 and not goal["good"]["met"]  # degraded
     assert "vs_noq_points" not in goal["good"]  # Good has no EAQ^-Q cells here
+    # EAQ^-Q on one map only: EAQ - EAQ^-Q over that map, and the row says so
+    one_noq = [c for c in cells if not (c["variant"] == "eaq-noq" and c["map"] == "8m")]
+    partial = {g["quality"]: g for g in goal_check(one_noq)}["medium"]
+    assert partial["maps"] == ["3m", "8m"] and partial["vs_noq_maps"] == ["3m"]
+    assert partial["vs_noq_points"]["mean"] == pytest.approx(8.0)
+    assert "; over 3m, 3 seeds" in table_markdown(summarize(one_noq), cells=one_noq)
     table = table_markdown(list(rows.values()), cells=cells)
     assert "Against the goal" in table and "indicative" in table and "EAQ >= EAQ^-Q, significant" in table
     one_seed = [c for c in cells if c["quality"] == "good" and c["seed"] == 0 and c["map"] == "3m"]

@@ -103,7 +103,8 @@ def goal_check(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The benchmark's goal, per quality, averaged over the maps that have original and EAQ.
 
     Per seed (those common to all such maps), the EAQ - original and EAQ - EAQ^-Q differences are
-    averaged over maps; the CI is over seeds. The relative gain is of the mean over maps and seeds.
+    averaged over maps (EAQ - EAQ^-Q over those of the maps that have EAQ^-Q, which the row
+    names); the CI is over seeds. The relative gain is of the mean over maps and seeds.
     Medium and Poor meet the goal when the gain reaches the paper's margin and the paired CI is
     above 0; Good when EAQ is not significantly below original. Failed cells (an EAQ variant that
     made no valid episode) have no return to average: they are listed in the row, and a failed EAQ
@@ -124,11 +125,15 @@ def goal_check(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         gain = paired_diff_ci(eaq, orig)
         pct = 100 * gain.mean / orig.mean() if orig.mean() != 0 else math.nan
         row: dict[str, Any] = {"quality": q, "maps": maps, "seeds": seeds, "gain_points": gain.to_dict(), "gain_percent": pct}
-        noq_seeds = [s for s in seeds if all(s in d for d in per_map["eaq-noq"])]
+        # EAQ - EAQ^-Q over the maps of the row that have EAQ^-Q (the ablation may be run on fewer)
+        noq_maps = [m for m in maps if (m, q, "eaq-noq") in groups]
+        noq = {v: [_by_seed(groups[(m, q, v)]) for m in noq_maps] for v in ("eaq", "eaq-noq")}
+        noq_seeds = sorted(set.intersection(*(set(d) for v in noq for d in noq[v]))) if noq_maps else []
         if noq_seeds:
-            vs_noq = paired_diff_ci(_mean_over_maps(per_map["eaq"], noq_seeds), _mean_over_maps(per_map["eaq-noq"], noq_seeds))
+            vs_noq = paired_diff_ci(_mean_over_maps(noq["eaq"], noq_seeds), _mean_over_maps(noq["eaq-noq"], noq_seeds))
             row["vs_noq_points"] = vs_noq.to_dict()
             row["vs_noq_significant"] = _excludes_zero(vs_noq)
+            row["vs_noq_maps"], row["vs_noq_seeds"] = noq_maps, noq_seeds
         paper = PAPER_GAIN_PERCENT.get(q)
         if paper is not None:
             row["paper_gain_percent"] = paper
@@ -166,6 +171,8 @@ def goal_markdown(goal: list[dict[str, Any]]) -> str:
         if noq is not None:
             order = "EAQ >= EAQ^-Q" if noq["mean"] >= 0 else "EAQ < EAQ^-Q"
             noq_txt = f"{_fmt(noq)} ({order}, {'significant' if g['vs_noq_significant'] else 'n.s.'})"
+            if g["vs_noq_maps"] != g["maps"] or g["vs_noq_seeds"] != g["seeds"]:
+                noq_txt += f"; over {', '.join(g['vs_noq_maps'])}, {len(g['vs_noq_seeds'])} seeds"
         out.write(
             f"| {g['quality']} | {', '.join(g['maps'])} | {len(g['seeds'])} | {_fmt(g['gain_points'])} "
             f"| {g['gain_percent']:+.1f} | {target} | {met} | {noq_txt} |\n"
