@@ -148,7 +148,7 @@ def test_stages_from_trains_new_learners_on_an_earlier_runs_samples(tiny_run):
     # that began with stages of its own; a resume without the flag keeps the recorded source
     with pytest.raises(ValueError, match=f"was started from run '{cfg.run_dir.name}'; --stages-from nope can only seed a new run"):
         run_benchmark(BenchmarkConfig(**{**new.__dict__, "stages_from": "nope"}))
-    with pytest.raises(ValueError, match="was started with stages of its own; --stages-from realcql"):
+    with pytest.raises(ValueError, match="records no run it was seeded from; --stages-from realcql .*resume without"):
         run_benchmark(BenchmarkConfig(**{**cfg.__dict__, "stages_from": "realcql"}))
     Benchmark(BenchmarkConfig(**{**new.__dict__, "stages_from": None}))._record_config()
     assert json.loads((new.run_dir / "config.json").read_text())["benchmark"]["stages_from"] == cfg.run_dir.name
@@ -234,7 +234,7 @@ def test_a_run_of_older_preset_defaults_is_refused_with_the_flags_that_resume_it
         record()
     record(*old)  # resumes
     with pytest.raises(ValueError, match=r"learner\); use --run NAME") as refused:
-        record(*old, "--learner", "bc")  # no preset flag resumes a run of another learner
+        record("--learner", "bc")  # no preset flag resumes a run of another learner
     assert "this run used" not in str(refused.value)
     demo = BenchmarkConfig(maps=("3m",), qualities=("poor",), preset="smoke", out=tmp_path, run="old")
     with pytest.raises(ValueError, match=r"\(preset\.[^;]*\); use --run NAME") as refused:
@@ -271,9 +271,10 @@ def test_malformed_run_files_are_named(tmp_path):
     bench = Benchmark(BenchmarkConfig(**base))
     bench._record_config()
     (tmp_path / "r" / "cells").mkdir()
-    (tmp_path / "r" / "cells" / "3m-poor-eaq-s0.json").write_text('{"map": "3m"}')
-    with pytest.raises(ValueError, match=r"3m-poor-eaq-s0.json: not a benchmark cell .*delete it"):
-        bench.finished_cells()
+    for bad in ('{"map": "3m"}', '{"map": "3m", "quality": "poor", "variant": "eaq", "seed": 0, "status": "ok"}'):
+        (tmp_path / "r" / "cells" / "3m-poor-eaq-s0.json").write_text(bad)
+        with pytest.raises(ValueError, match=r"3m-poor-eaq-s0.json: not a benchmark cell .*delete it"):
+            bench.finished_cells()
     (tmp_path / "r" / "config.json").write_text('{"preset": {"no_such_field": 1}}')
     with pytest.raises(ValueError, match=r"r/config.json: not a benchmark run record"):
         Benchmark(BenchmarkConfig(**base))._record_config()
@@ -309,6 +310,12 @@ def test_a_failed_eaq_cell_is_named_in_the_goal_and_fails_it():
     (goal,) = goal_check([*cells, failed])
     assert goal["maps"] == ["3m", "8m"] and goal["failed_cells"] == ["2s3z-eaq-s0"] and not goal["met"]
     assert "no (1 failed cell(s) without a return: 2s3z-eaq-s0)" in goal_markdown([goal])
+    # a quality whose every EAQ cell failed still has its row: not met, nothing to average
+    good = [{**c, "quality": "good"} for c in cells if c["variant"] == "original"]
+    good += [{**failed, "quality": "good", "map": m, "seed": s} for m in ("3m", "8m") for s in range(5)]
+    (row,) = goal_check(good)
+    assert row["quality"] == "good" and not row["met"] and len(row["failed_cells"]) == 10 and "gain_points" not in row
+    assert "| good | — | 0 | — (no finished EAQ cell to pair) |" in goal_markdown([row])
 
 
 def test_report_pairs_by_seed_and_checks_the_goal_averaged_over_maps():
@@ -415,10 +422,10 @@ def test_report_merges_runs_and_refuses_overlaps(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.json not found"):
         merge_runs([tmp_path / "missing"])
     # more seeds of one map and quality, but from another learner or training length: refused
-    for name, steps, learner in (("e", 4000, "qmix-cql"), ("f", 1000, "bc")):
-        with pytest.raises(ValueError, match=f"3m poor: cells from .*a \\(qmix-cql, 1000 updates\\) and .*{name} "
-                                             f"\\({learner}, {steps} updates\\) would be compared across learners"):
-            merge_runs([poor, fake_run(name, "poor", steps, seeds=range(2, 4), learner=learner)])
+    for name, steps, learner, weight in (("e", 4000, "qmix-cql", 3.0), ("f", 1000, "bc", 3.0), ("h", 1000, "qmix-cql", 0.3)):
+        with pytest.raises(ValueError, match=f"3m poor: cells from .*a \\(qmix-cql, 1000 updates, CQL weight 3.0, .*\\) and .*{name} "
+                                             f"\\({learner}, {steps} updates, CQL weight {weight}, .*would be compared across"):
+            merge_runs([poor, fake_run(name, "poor", steps, seeds=range(2, 4), learner=learner, cql_weight=weight)])
     assert len(merge_runs([poor, fake_run("g", "poor", 1000, seeds=range(2, 4))])[0]) == 8
     for bad in ("[]", '{"cells": [{"map": "3m"}]}'):
         (tmp_path / "g" / "results.json").write_text(bad)

@@ -113,13 +113,16 @@ def goal_check(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups = group_cells([c for c in cells if c.get("status", "ok") == "ok"])
     failed = [c for c in cells if c.get("status", "ok") != "ok"]
     out = []
-    for q in sorted({k[1] for k in groups}, key=_qorder):
+    for q in sorted({k[1] for k in groups} | {c["quality"] for c in failed}, key=_qorder):
+        q_failed = [c for c in failed if c["quality"] == q]
+        failed_eaq = any(c["variant"] == "eaq" for c in q_failed)
         maps = sorted(m for (m, qq, v) in groups if qq == q and v == "eaq" and (m, q, "original") in groups)
-        if not maps:
-            continue
         per_map = {v: [_by_seed(groups.get((m, q, v), [])) for m in maps] for v in ("original", "eaq-noq", "eaq")}
-        seeds = sorted(set.intersection(*(set(d) for v in ("original", "eaq") for d in per_map[v])))
+        seeds = sorted(set.intersection(*(set(d) for v in ("original", "eaq") for d in per_map[v]))) if maps else []
         if not seeds:
+            if failed_eaq:  # nothing to average, but EAQ failed here: a row that says so
+                out.append({"quality": q, "maps": maps, "seeds": [], "met": False, "enough_seeds": False,
+                            "failed_cells": _failed_names(q_failed)})
             continue
         eaq, orig = _mean_over_maps(per_map["eaq"], seeds), _mean_over_maps(per_map["original"], seeds)
         gain = paired_diff_ci(eaq, orig)
@@ -141,13 +144,15 @@ def goal_check(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:  # Good: not degraded (with one seed, no interval: the mean decides)
             row["met"] = bool(gain.mean >= 0 or gain.hi >= 0)
         row["enough_seeds"] = len(seeds) >= GOAL_SEEDS
-        q_failed = [c for c in failed if c["quality"] == q]
         if q_failed:
-            row["failed_cells"] = [f"{c['map']}-{c['variant']}-s{c['seed']}" for c in q_failed]
-            if any(c["variant"] == "eaq" for c in q_failed):
-                row["met"] = False
+            row["failed_cells"] = _failed_names(q_failed)
+            row["met"] = row["met"] and not failed_eaq
         out.append(row)
     return out
+
+
+def _failed_names(cells: list[dict[str, Any]]) -> list[str]:
+    return [f"{c['map']}-{c['variant']}-s{c['seed']}" for c in cells]
 
 
 def goal_markdown(goal: list[dict[str, Any]]) -> str:
@@ -173,9 +178,11 @@ def goal_markdown(goal: list[dict[str, Any]]) -> str:
             noq_txt = f"{_fmt(noq)} ({order}, {'significant' if g['vs_noq_significant'] else 'n.s.'})"
             if g["vs_noq_maps"] != g["maps"] or g["vs_noq_seeds"] != g["seeds"]:
                 noq_txt += f"; over {', '.join(g['vs_noq_maps'])}, {len(g['vs_noq_seeds'])} seeds"
+        gain = _fmt(g["gain_points"]) if "gain_points" in g else "— (no finished EAQ cell to pair)"
+        pct = f"{g['gain_percent']:+.1f}" if "gain_percent" in g else "—"
         out.write(
-            f"| {g['quality']} | {', '.join(g['maps'])} | {len(g['seeds'])} | {_fmt(g['gain_points'])} "
-            f"| {g['gain_percent']:+.1f} | {target} | {met} | {noq_txt} |\n"
+            f"| {g['quality']} | {', '.join(g['maps']) or '—'} | {len(g['seeds'])} | {gain} "
+            f"| {pct} | {target} | {met} | {noq_txt} |\n"
         )
     out.write(
         "\nThe goal: EAQ beats original on Medium and Poor by at least the paper's margins, EAQ >= EAQ^-Q, "
@@ -269,6 +276,13 @@ def with_synthetic_fidelity(cell: dict[str, Any], run_dir: str | Path) -> dict[s
         raise ValueError(f"{f}: not a fidelity report ({e!r})") from e
 
 
+def check_cell(cell: dict[str, Any]) -> None:
+    """Raises KeyError/ValueError/TypeError unless ``cell`` has what a table reads from it."""
+    int(cell["seed"]), cell["map"], cell["quality"], cell["variant"]
+    if cell.get("status", "ok") == "ok":
+        float(cell["normalized_return"]), float(cell["win_rate"])
+
+
 def _finished_cells(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     """Every finished cell of a run and how many of them its last report (``results.json``)
     leaves out. A run's report covers the cells of its last command only (e.g. EAQ^-Q added for
@@ -276,6 +290,8 @@ def _finished_cells(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     results = run_dir / "results.json"
     try:
         reported = json.loads(results.read_text())["cells"] if results.exists() else []
+        for c in reported:
+            check_cell(c)
         keys = {(c["map"], c["quality"], c["variant"], int(c["seed"])) for c in reported}
     except (KeyError, TypeError, ValueError) as e:  # (json.JSONDecodeError is a ValueError)
         raise ValueError(f"{results}: not a benchmark report ({e!r})") from e
@@ -288,9 +304,11 @@ def _finished_cells(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     cells = []
     for f in files:
         try:
-            cells.append(with_synthetic_fidelity(json.loads(f.read_text()), run_dir))
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            cell = json.loads(f.read_text())
+            check_cell(cell)
+        except (KeyError, TypeError, ValueError) as e:  # (json.JSONDecodeError is a ValueError)
             raise ValueError(f"{f}: not a benchmark cell ({e!r})") from e
+        cells.append(with_synthetic_fidelity(cell, run_dir))  # (names a malformed fidelity report itself)
     return cells, sum((c["map"], c["quality"], c["variant"], int(c["seed"])) not in keys for c in cells)
 
 
@@ -299,7 +317,8 @@ def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
 
     Each run needs its ``config.json`` and its cells (``cells/*.json``, or the ``results.json``
     of its report). A cell (map, quality, variant, seed) may come from one run only, and the
-    cells of one map and quality from runs of one learner and training length. The header
+    cells of one map and quality from runs of one learner (kind, updates, CQL weight) and one
+    dataset (data seed, behaviour, band). The header
     lists every run's learner and the preset fields in which it differs from the first run's,
     since a merged table is only as comparable as its runs' settings, and how many cells its last
     report did not show.
@@ -322,8 +341,10 @@ def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
         except (KeyError, TypeError, json.JSONDecodeError) as e:
             raise ValueError(f"{config}: not a benchmark configuration ({e!r})") from e
         # The cells of one map and quality are compared with each other (paired by seed): they must
-        # come from one learner trained as long, or a difference would measure the learners.
-        trained = f"{learner}, {preset.get('offline_steps')} updates"
+        # come from one learner trained alike on one dataset, or a difference would measure those.
+        bench = cfg.get("benchmark") or {}
+        trained = (f"{learner}, {preset.get('offline_steps')} updates, CQL weight {preset.get('cql_weight')}, data seed "
+                   f"{bench.get('data_seed', 0)}, behaviour {bench.get('behaviour', 'default')}, band {bench.get('band')}")
         for m, q in sorted({(c["map"], c["quality"]) for c in run_cells}):
             other = next(((t, r) for t, r in learners[(m, q)].items() if t != trained), None)
             if other is not None:

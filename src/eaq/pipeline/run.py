@@ -43,6 +43,7 @@ from eaq.pipeline.config import (
     resolve_preset,
 )
 from eaq.pipeline.report import (
+    check_cell,
     plot_bars,
     summarize,
     table_markdown,
@@ -289,13 +290,14 @@ def _preset_explains(old: dict[str, Any], learner: str) -> bool:
     """Whether an old run's preset alone reproduces its whole record (model, learner), i.e.
     whether preset flags can resume it; not when, e.g., its learner or the size preset's model
     differ."""
+    if (old.get("benchmark") or {}).get("learner") != learner:
+        return False
     try:
         preset = Preset(**old["preset"])
-    except (KeyError, TypeError):
+        mine = {"diffusion": _diffusion_record(preset), "offline": _offline_record(preset, learner)}
+    except (KeyError, TypeError, ValueError):  # a preset today's code cannot build: no flags resume it
         return False
-    mine = {"diffusion": _diffusion_record(preset), "offline": _offline_record(preset, learner), "learner": learner}
-    theirs = {"diffusion": old.get("diffusion"), "offline": old.get("offline"),
-              "learner": (old.get("benchmark") or {}).get("learner")}
+    theirs = {"diffusion": old.get("diffusion"), "offline": old.get("offline")}
     return json.loads(json.dumps(mine, default=str)) == json.loads(json.dumps(theirs, default=str))
 
 
@@ -373,9 +375,9 @@ class Benchmark:
         for key, flag in (("stages_from", "--stages-from"), ("extend_from", "--extend-from")):
             then, now = was.get(key), getattr(self.config, key)
             if now and now != then:
-                start = f"from run '{then}'" if then else "with stages of its own"
-                raise ValueError(f"{path}: run '{self.dir.name}' was started {start}; {flag} {now} can only seed a new "
-                                 "run: use --run NAME")
+                start = f"was started from run '{then}'" if then else "records no run it was seeded from"
+                raise ValueError(f"{path}: run '{self.dir.name}' {start}; {flag} {now} can only seed a new run: "
+                                 f"resume without {flag} {now}, or use --run NAME for a new run")
             record["benchmark"][key] = then
 
     def cell_file(self, cell: Cell) -> Path:
@@ -386,8 +388,8 @@ class Benchmark:
         for f in sorted((self.dir / "cells").glob("*.json")):
             try:
                 cell = json.loads(f.read_text())
-                Cell(cell["map"], cell["quality"], cell["variant"], int(cell["seed"]))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                check_cell(cell)
+            except (KeyError, TypeError, ValueError) as e:
                 raise ValueError(f"{f}: not a benchmark cell ({e!r}); delete it to recompute the cell") from e
             out.append(cell)
         return out
