@@ -421,7 +421,7 @@ def test_report_merges_runs_and_refuses_overlaps(tmp_path):
         merge_runs([poor, fake_run("c", "poor", 1000)])
     with pytest.raises(FileNotFoundError, match="results.json not found"):
         merge_runs([tmp_path / "missing"])
-    # more seeds of one map and quality, but from another learner or training length: refused
+    # more seeds of one map and quality, but from another learner, length or CQL weight: refused
     for name, steps, learner, weight in (("e", 4000, "qmix-cql", 3.0), ("f", 1000, "bc", 3.0), ("h", 1000, "qmix-cql", 0.3)):
         with pytest.raises(ValueError, match=f"3m poor: cells from .*a \\(qmix-cql, 1000 updates, CQL weight 3.0, .*\\) and .*{name} "
                                              f"\\({learner}, {steps} updates, CQL weight {weight}, .*would be compared across"):

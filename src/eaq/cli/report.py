@@ -15,7 +15,7 @@ class Report:
 
     runs: tyro.conf.Positional[tuple[Path, ...]]
     """Benchmark run directories (results/<run>), each with config.json and its cell files (cells/*.json,
-    or results.json); the cells of one map and quality must come from one learner and training length."""
+    or results.json); the cells of one map and quality must come from one learner (kind, updates, CQL weight) and one dataset."""
     out: Path | None = None
     """Also write results.csv, results.json, table.md and bars.png here."""
 

@@ -327,7 +327,7 @@ def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
     origin: dict[tuple, str] = {}
     lines = []
     first_preset: dict[str, Any] | None = None
-    learners: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)  # (map, quality) -> {learner: run}
+    learners: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)  # (map, quality) -> {learner and data: run}
     for d in map(Path, run_dirs):
         config = d / "config.json"
         run_cells, unreported = _finished_cells(d)
@@ -349,7 +349,7 @@ def merge_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], str]:
             other = next(((t, r) for t, r in learners[(m, q)].items() if t != trained), None)
             if other is not None:
                 raise ValueError(f"{m} {q}: cells from {other[1]} ({other[0]}) and {d} ({trained}) would be compared "
-                                 "across learners; merge runs of one learner and length")
+                                 "across learners or datasets; merge runs of one learner, training and dataset")
             learners[(m, q)].setdefault(trained, str(d))
         for c in run_cells:
             key = (c["map"], c["quality"], c["variant"], int(c["seed"]))

@@ -556,9 +556,9 @@ class Benchmark:
                              f"{', '.join(sorted(free))}{'' if same_learner else ' and the learner'} to differ")
         same = ("learner", "data_seed", "behaviour", "band") if same_learner else ("data_seed", "behaviour", "band")
         for k in same:
-            theirs = (old.get("benchmark") or {}).get(k)
-            if json.dumps(theirs) != json.dumps(getattr(self.config, k)):
-                raise ValueError(f"{src_cfg}: run '{name}' used {k}={theirs!r}, this run {getattr(self.config, k)!r}")
+            recorded = (old.get("benchmark") or {}).get(k)
+            if json.dumps(recorded) != json.dumps(getattr(self.config, k)):
+                raise ValueError(f"{src_cfg}: run '{name}' used {k}={recorded!r}, this run {getattr(self.config, k)!r}")
         return old
 
     def _copy_stages(self, name: str, with_learners: bool) -> None:
