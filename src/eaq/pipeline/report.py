@@ -283,6 +283,19 @@ def check_cell(cell: dict[str, Any]) -> None:
         float(cell["normalized_return"]), float(cell["win_rate"])
 
 
+def read_cell_files(run_dir: Path) -> list[dict[str, Any]]:
+    """The cell results a benchmark run has written (``cells/*.json``), each checked."""
+    cells = []
+    for f in sorted((Path(run_dir) / "cells").glob("*.json")):
+        try:
+            cell = json.loads(f.read_text())
+            check_cell(cell)
+        except (KeyError, TypeError, ValueError) as e:  # (json.JSONDecodeError is a ValueError)
+            raise ValueError(f"{f}: not a benchmark cell ({e!r}); delete it to recompute the cell") from e
+        cells.append(cell)
+    return cells
+
+
 def _finished_cells(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     """Every finished cell of a run and how many of them its last report (``results.json``)
     leaves out. A run's report covers the cells of its last command only (e.g. EAQ^-Q added for
@@ -301,14 +314,8 @@ def _finished_cells(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
             raise FileNotFoundError(f"{results} not found: is {run_dir} a benchmark run that has written its report? "
                                     "(re-running its eaq benchmark command writes it)")
         return reported, 0
-    cells = []
-    for f in files:
-        try:
-            cell = json.loads(f.read_text())
-            check_cell(cell)
-        except (KeyError, TypeError, ValueError) as e:  # (json.JSONDecodeError is a ValueError)
-            raise ValueError(f"{f}: not a benchmark cell ({e!r})") from e
-        cells.append(with_synthetic_fidelity(cell, run_dir))  # (names a malformed fidelity report itself)
+    # (with_synthetic_fidelity names a malformed fidelity report itself)
+    cells = [with_synthetic_fidelity(c, run_dir) for c in read_cell_files(run_dir)]
     return cells, sum((c["map"], c["quality"], c["variant"], int(c["seed"])) not in keys for c in cells)
 
 

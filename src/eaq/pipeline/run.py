@@ -43,8 +43,8 @@ from eaq.pipeline.config import (
     resolve_preset,
 )
 from eaq.pipeline.report import (
-    check_cell,
     plot_bars,
+    read_cell_files,
     summarize,
     table_markdown,
     with_synthetic_fidelity,
@@ -384,15 +384,7 @@ class Benchmark:
         return self.dir / "cells" / f"{cell.key}.json"
 
     def finished_cells(self) -> list[dict[str, Any]]:
-        out = []
-        for f in sorted((self.dir / "cells").glob("*.json")):
-            try:
-                cell = json.loads(f.read_text())
-                check_cell(cell)
-            except (KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{f}: not a benchmark cell ({e!r}); delete it to recompute the cell") from e
-            out.append(cell)
-        return out
+        return read_cell_files(self.dir)
 
     # ---- stages ------------------------------------------------------------------------
     def original(self, m: str, q: str) -> EpisodeBatch:
